@@ -1,0 +1,171 @@
+"""ClickHouse: one connection per process, versioned migrations, and a small batch sink.
+
+The same clickhouse-connect code talks to chDB (embedded, ``interface="chdb"``)
+and to a ClickHouse server over HTTP (production, a DSN). chDB allows one
+process per data directory and its client is synchronous: calls run in a
+worker thread under a lock so the event loop keeps consuming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import clickhouse_connect
+import structlog
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from config.settings import ClickHouseSettings
+from sinks.exceptions import SinkBackpressureError, SinkError
+from sinks.metrics import Metrics
+from sinks.rows import COLUMNS, Row
+
+log = structlog.get_logger(__name__)
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Errors after which retrying the same batch later is the right answer.
+_RETRYABLE = ("TOO_MANY_PARTS", "TIMEOUT", "Timeout", "MEMORY_LIMIT", "Connection refused")
+
+
+def connect(cfg: ClickHouseSettings) -> Client:
+    """A client for the configured ClickHouse: a server DSN if set, else chDB in ``chdb_path``."""
+    if not _IDENT.match(cfg.database):
+        raise ValueError(f"clickhouse database name {cfg.database!r} is not a plain identifier")
+    if cfg.dsn:
+        return clickhouse_connect.get_client(dsn=cfg.dsn)
+    cfg.chdb_path.mkdir(parents=True, exist_ok=True)
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=str(cfg.chdb_path))
+    except Exception as exc:  # chDB raises its own types; name the fix.
+        raise SinkError(
+            f"cannot open chDB at {cfg.chdb_path}: {exc}. Only one process may use a chDB "
+            "directory: stop the other leadstream process or set LEADSTREAM_CLICKHOUSE__CHDB_PATH"
+        ) from exc
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The shipped migrations as (version, name, SQL), in order."""
+    folder = resources.files("config") / "clickhouse" / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d{4})_(\w+)\.sql$", entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(client: Client, database: str) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema_migrations``; returns their versions."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = MergeTree ORDER BY version"
+    )
+    done = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations").result_rows}
+    applied = []
+    for version, name, sql in migrations():
+        if version in done:
+            continue
+        for statement in _statements(sql.replace("{db}", database)):
+            client.command(statement)
+        client.insert(
+            f"{database}.schema_migrations", [[version, name]], column_names=["version", "name"]
+        )
+        log.info("clickhouse.migrated", version=version, name=name)
+        applied.append(version)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements, dropping comments.
+
+    >>> _statements("-- a table\\nCREATE TABLE t (x UInt8) ENGINE = Memory;\\n\\nSELECT 1;")
+    ['CREATE TABLE t (x UInt8) ENGINE = Memory', 'SELECT 1']
+    """
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class ClickHouseSink:
+    """Bulk-inserts rows into one table; batching and retries belong to the caller.
+
+    Parameters
+    ----------
+    table
+        A table from :data:`sinks.rows.COLUMNS`.
+    client
+        A shared clickhouse-connect client.
+    database
+        The database holding the table.
+    lock
+        Shared by every sink on the same client (chDB calls are not concurrent).
+    """
+
+    def __init__(self, table: str, client: Client, database: str, lock: threading.Lock) -> None:
+        if table not in COLUMNS:
+            raise ValueError(f"unknown table {table!r}; known: {', '.join(COLUMNS)}")
+        self.table = table
+        self.client = client
+        self.database = database
+        self.lock = lock
+        self._columns = list(COLUMNS[table])
+
+    def setup(self) -> None:
+        """Check that the table exists (migrations create it)."""
+        self._run(self.client.command, f"EXISTS TABLE {self.database}.{self.table}")
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        """Insert one batch; raises :class:`SinkBackpressureError` when ClickHouse says slow down."""
+        if rows:
+            await asyncio.to_thread(self._insert, rows)
+
+    async def close(self) -> None:
+        """Nothing to release: the client is shared and closed by its owner."""
+
+    def _insert(self, rows: Sequence[Row]) -> None:
+        self._run(
+            self.client.insert,
+            f"{self.database}.{self.table}",
+            list(rows),
+            column_names=self._columns,
+        )
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with self.lock:
+                return fn(*args, **kwargs)
+        except (ClickHouseError, OSError) as exc:
+            text = str(exc)
+            if any(marker in text for marker in _RETRYABLE):
+                raise SinkBackpressureError(f"{self.table}: {text[:300]}", retry_after=2.0) from exc
+            raise SinkError(f"{self.table}: insert failed: {text[:500]}") from exc
+
+
+async def write_with_retry(
+    sink: ClickHouseSink, rows: Sequence[Row], metrics: Metrics, attempts: int = 8
+) -> None:
+    """Write a batch, waiting and retrying on backpressure; the consumer waits meanwhile."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with metrics.sink_batch_seconds.time():
+                await sink.write(rows)
+        except SinkBackpressureError as exc:
+            metrics.sink_failures.labels(table=sink.table).inc()
+            if attempt == attempts:
+                raise
+            delay = min(exc.retry_after * attempt, 30.0)
+            log.warning("sink.backpressure", table=sink.table, retry_in_s=delay, error=str(exc))
+            await asyncio.sleep(delay)
+        except SinkError:
+            metrics.sink_failures.labels(table=sink.table).inc()
+            raise
+        else:
+            metrics.sink_batches.labels(table=sink.table).inc()
+            metrics.sink_rows.labels(table=sink.table).inc(len(rows))
+            return

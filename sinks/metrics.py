@@ -1,0 +1,91 @@
+"""All of the worker's Prometheus metrics, as fields of one object built against a registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Seconds from the broker's append time to the scored lead being produced.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+SCORE_BUCKETS: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(1, 11))
+BATCH_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The worker's metrics; build with :meth:`create`.
+
+    Examples
+    --------
+    >>> registry = CollectorRegistry()
+    >>> m = Metrics.create(registry)
+    >>> m.events_in.labels(topic="leads.raw", event_type="lead_created").inc(3)
+    >>> registry.get_sample_value(
+    ...     "leadstream_events_in_total", {"topic": "leads.raw", "event_type": "lead_created"})
+    3.0
+    """
+
+    events_in: Counter
+    events_rejected: Counter
+    events_duplicate: Counter
+    leads_scored: Counter
+    scoring_latency: Histogram
+    lead_score: Histogram
+    consumer_lag: Gauge
+    sink_batches: Counter
+    sink_rows: Counter
+    sink_failures: Counter
+    sink_batch_seconds: Histogram
+    model_version: Gauge
+    training_examples: Counter
+    labels_unmatched: Counter
+    model_auc: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, namespace: str = "leadstream") -> Metrics:
+        """Register every metric on ``registry`` (never the global one)."""
+        kw = {"namespace": namespace, "registry": registry}
+        return cls(
+            events_in=Counter(
+                "events_in", "Valid events ingested, by topic and event type",
+                ["topic", "event_type"], **kw),
+            events_rejected=Counter(
+                "events_rejected", "Events sent to the dead-letter topic, by topic and reason",
+                ["topic", "reason"], **kw),
+            events_duplicate=Counter(
+                "events_duplicate", "Events dropped as duplicates of an earlier event_id",
+                ["topic"], **kw),
+            leads_scored=Counter("leads_scored", "Leads scored and published", **kw),
+            scoring_latency=Histogram(
+                "scoring_latency_seconds",
+                "Seconds from the lead event reaching the broker to its score being published",
+                buckets=LATENCY_BUCKETS, **kw),
+            lead_score=Histogram(
+                "lead_score", "Distribution of published lead scores", buckets=SCORE_BUCKETS, **kw),
+            consumer_lag=Gauge(
+                "consumer_lag_messages",
+                "Messages between the log end and the worker's position, by topic and partition",
+                ["topic", "partition"], **kw),
+            sink_batches=Counter(
+                "sink_batches", "Batches written to ClickHouse, by table", ["table"], **kw),
+            sink_rows=Counter("sink_rows", "Rows written to ClickHouse, by table", ["table"], **kw),
+            sink_failures=Counter(
+                "sink_failures", "Failed ClickHouse batch writes, by table", ["table"], **kw),
+            sink_batch_seconds=Histogram(
+                "sink_batch_seconds", "Seconds one ClickHouse batch insert took",
+                buckets=BATCH_BUCKETS, **kw),
+            model_version=Gauge("model_version", "Version of the model this worker scores with", **kw),
+            training_examples=Counter(
+                "training_examples", "Labelled examples produced by the label join, by label",
+                ["label"], **kw),
+            labels_unmatched=Counter(
+                "labels_unmatched",
+                "Conversions that found no scored lead to label, by reason",
+                ["reason"], **kw),
+            model_auc=Gauge(
+                "model_roc_auc", "Prequential ROC AUC of published scores against their outcomes",
+                **kw),
+        )  # fmt: skip

@@ -1,0 +1,187 @@
+"""State that must survive a worker restart, kept in Redis.
+
+- dedup keys per event_id (with an expiry);
+- engagement counters per lead (touchpoints so far);
+- the feature snapshot taken when a lead was scored, and a sorted set of leads
+  still waiting for their label, by creation time;
+- the event-time watermark used by the negative-label sweep.
+
+Every multi-key change is a Lua script, so that a replayed batch changes
+nothing twice. All calls are batched into one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+# KEYS: dedup key, engagement hash. ARGV: touch type, dedup ttl, engagement ttl.
+# Counts the touchpoint once per event_id, whatever the number of deliveries.
+_TOUCH = """
+if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS: watermark key. ARGV: candidate (epoch seconds). Keeps the maximum.
+_WATERMARK = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new = tonumber(ARGV[1])
+if new > cur then redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1] end
+return tostring(cur)
+"""
+
+# KEYS: pending zset, snapshot key. ARGV: lead id.
+# The snapshot of a lead still waiting for its label, else nil. Reading does not
+# settle the label: that happens after the example is safely produced.
+_PENDING = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return redis.call('GET', KEYS[2])
+end
+return false
+"""
+
+# KEYS: learned key. ARGV: ttl. 1 the first time a lead's example is learned.
+_FIRST = "return redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) and 1 or 0"
+
+
+class RedisState:
+    """Worker state in Redis; one instance per worker, shared by its agents.
+
+    Parameters
+    ----------
+    client
+        An asyncio Redis client.
+    prefix
+        Prefix of every key (one per deployment or test run).
+    dedup_ttl_s
+        How long an event_id is remembered.
+    state_ttl_s
+        How long engagement counters and snapshots live (horizon plus margin).
+    """
+
+    def __init__(self, client: Redis, prefix: str, dedup_ttl_s: int, state_ttl_s: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.dedup_ttl_s = dedup_ttl_s
+        self.state_ttl_s = state_ttl_s
+        self._touch = client.register_script(_TOUCH)
+        self._watermark = client.register_script(_WATERMARK)
+        self._pending = client.register_script(_PENDING)
+        self._first = client.register_script(_FIRST)
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def seen(self, event_ids: Sequence[str]) -> list[bool]:
+        """Which of these event ids were already fully processed."""
+        if not event_ids:
+            return []
+        values = await self.client.mget([self._k("dedup", e) for e in event_ids])
+        return [v is not None for v in values]
+
+    async def mark(self, event_ids: Sequence[str]) -> None:
+        """Remember these event ids as processed (call after their effects are durable)."""
+        if not event_ids:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for e in event_ids:
+                pipe.set(self._k("dedup", e), 1, ex=self.dedup_ttl_s)
+            await pipe.execute()
+
+    async def count_touchpoints(self, touches: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """Count (event_id, lead_id, touch type) once each; returns which were new."""
+        if not touches:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for event_id, lead_id, kind in touches:
+                await self._touch(
+                    keys=[self._k("dedup", event_id), self._k("eng", lead_id)],
+                    args=[kind, self.dedup_ttl_s, self.state_ttl_s],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return [bool(r) for r in results]
+
+    async def engagement(self, lead_ids: Sequence[str]) -> list[dict[str, float]]:
+        """Touchpoint counts so far for each lead."""
+        if not lead_ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lead_id in lead_ids:
+                pipe.hgetall(self._k("eng", lead_id))
+            raw = await pipe.execute()
+        return [{k.decode(): float(v) for k, v in r.items()} for r in raw]
+
+    async def save_snapshots(self, snapshots: Sequence[tuple[str, float, dict[str, Any]]]) -> None:
+        """Keep (lead_id, created epoch seconds, snapshot) until the lead's label is known.
+
+        A lead scored again (an update) keeps its first creation time in the
+        pending set, and its newest snapshot.
+        """
+        if not snapshots:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lead_id, created, snapshot in snapshots:
+                pipe.set(self._k("snap", lead_id), orjson.dumps(snapshot), ex=self.state_ttl_s)
+                pipe.zadd(self._k("pending"), {lead_id: created}, nx=True)
+            await pipe.execute()
+
+    async def pending_snapshots(self, lead_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Each lead's snapshot while its label is pending; ``None`` if settled or unknown."""
+        if not lead_ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lead_id in lead_ids:
+                await self._pending(
+                    keys=[self._k("pending"), self._k("snap", lead_id)], args=[lead_id], client=pipe
+                )
+            raw = await pipe.execute()
+        return [orjson.loads(r) if r else None for r in raw]
+
+    async def settle(self, lead_ids: Sequence[str]) -> None:
+        """Mark these leads' labels as emitted (after the examples were produced)."""
+        if lead_ids:
+            await self.client.zrem(self._k("pending"), *lead_ids)
+
+    async def first_learning(self, lead_ids: Sequence[str]) -> list[bool]:
+        """For each lead, True only the first time its example reaches the learner."""
+        if not lead_ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lead_id in lead_ids:
+                await self._first(
+                    keys=[self._k("learned", lead_id)], args=[self.state_ttl_s], client=pipe
+                )
+            return [bool(r) for r in await pipe.execute()]
+
+    async def was_scored(self, lead_ids: Sequence[str]) -> list[bool]:
+        """Whether a snapshot exists for each lead (labelled or not)."""
+        if not lead_ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lead_id in lead_ids:
+                pipe.exists(self._k("snap", lead_id))
+            return [bool(r) for r in await pipe.execute()]
+
+    async def advance_watermark(self, epoch_s: float) -> float:
+        """Raise the event-time watermark to ``epoch_s`` if it is later; return the watermark."""
+        return float(await self._watermark(keys=[self._k("watermark")], args=[epoch_s]))
+
+    async def expired(self, before_epoch_s: float, limit: int = 5000) -> list[str]:
+        """Leads created before ``before_epoch_s`` that are still waiting for a label."""
+        raw = await self.client.zrangebyscore(
+            self._k("pending"), "-inf", before_epoch_s, start=0, num=limit
+        )
+        return [r.decode() for r in raw]
+
+    async def forget_lead(self, lead_id: str) -> None:
+        """Erase every piece of state kept for a lead."""
+        await self.client.delete(self._k("eng", lead_id), self._k("snap", lead_id))
+        await self.client.zrem(self._k("pending"), lead_id)

@@ -1,0 +1,102 @@
+"""Pure row building for the ClickHouse tables: event dicts in, column lists out.
+
+Each table names its columns once; a field of the event that is not a column
+goes into the table's ``attributes`` JSON column, so extra fields are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+Row = list[Any]
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "leads": (
+        "event_id", "event_type", "lead_id", "occurred_at", "ingested_at", "channel", "source",
+        "campaign_id", "email_domain", "email_is_free", "email_hash", "phone_hash", "company",
+        "industry", "company_size", "country", "seniority", "pages_viewed",
+        "pricing_page_visits", "email_opens", "email_clicks", "demo_requested", "attributes",
+    ),
+    "touchpoints": (
+        "event_id", "event_type", "lead_id", "occurred_at", "ingested_at", "channel",
+        "campaign_id", "attributes",
+    ),
+    "conversions": (
+        "event_id", "lead_id", "stage", "occurred_at", "ingested_at", "revenue", "currency",
+        "attributes",
+    ),
+    "spend": (
+        "event_id", "campaign_id", "channel", "date", "amount", "currency", "occurred_at",
+        "ingested_at",
+    ),
+    "scored_leads": (
+        "event_id", "lead_id", "occurred_at", "scored_at", "channel", "campaign_id", "score",
+        "band", "expected_value", "model_version", "reasons",
+    ),
+    "rejected_events": (
+        "source_topic", "source_partition", "source_offset", "payload_sha256", "reason",
+        "reason_code", "payload", "received_at",
+    ),
+    "training_examples": (
+        "lead_id", "label", "score", "model_version", "scored_at", "labelled_at", "revenue",
+    ),
+}  # fmt: skip
+
+#: The table each kind of raw event lands in.
+TABLE_FOR_KIND: dict[str, str] = {
+    "lead": "leads",
+    "touchpoint": "touchpoints",
+    "conversion": "conversions",
+    "spend": "spend",
+}
+
+# Defaults for columns that are not Nullable when the event lacks the field.
+_DEFAULTS: dict[str, Any] = {"campaign_id": "", "email_is_free": False}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def event_row(table: str, event: Mapping[str, Any], ingested_at: datetime) -> Row:
+    """One row for a clean event; fields that are not columns go to ``attributes``.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    >>> row = event_row("touchpoints", {"event_id": "e1", "event_type": "page_view",
+    ...     "lead_id": "L1", "occurred_at": t, "schema_version": 1, "url": "/pricing"}, t)
+    >>> row[-1]
+    '{"url":"/pricing"}'
+    """
+    columns = COLUMNS[table]
+    row: Row = []
+    for name in columns:
+        if name == "ingested_at":
+            row.append(ingested_at)
+        elif name == "attributes":
+            extra = {
+                k: v
+                for k, v in event.items()
+                if k not in columns and k != "schema_version" and v is not None
+            }
+            row.append(orjson.dumps(extra, default=_json_default).decode())
+        else:
+            value = event.get(name)
+            row.append(_DEFAULTS.get(name) if value is None and name in _DEFAULTS else value)
+    return row
+
+
+def mapping_row(table: str, record: Mapping[str, Any]) -> Row:
+    """A row from a record whose keys are exactly the table's columns."""
+    return [record.get(name) for name in COLUMNS[table]]
+
+
+RowBuilder = Callable[[Mapping[str, Any]], Row]

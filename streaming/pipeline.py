@@ -1,0 +1,358 @@
+"""What the agents do with one batch: ingest, dedup, score, label, sink.
+
+Delivery is at-least-once end to end. For every batch, in this order:
+1. every valid event is written to ClickHouse (idempotent: replays collapse);
+2. effects that are not idempotent (scores produced, labels, counters) run only
+   for event ids not yet marked as processed in Redis;
+3. produced messages are awaited;
+4. the batch's event ids are marked processed;
+and only after the agent's loop body returns does Faust commit the offsets.
+A crash anywhere replays the batch: ClickHouse collapses it, Redis counters
+were changed atomically with their dedup key, and at worst a score is
+published twice with the same ``event_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import orjson
+import structlog
+
+from config.settings import STAGES, Settings
+from online_models.bundle import ModelBundle, ModelStore, band, reason
+from online_models.features import lead_features
+from sinks.clickhouse import ClickHouseSink, write_with_retry
+from sinks.metrics import Metrics
+from sinks.redis_state import RedisState
+from sinks.rows import TABLE_FOR_KIND, Row, event_row, mapping_row
+from streaming.codec import dumps
+from streaming.ingest import Accepted, Ingestor, Rejected
+
+log = structlog.get_logger(__name__)
+
+_STAGE_RANK = {stage: i for i, stage in enumerate(STAGES)}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed Kafka message."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float  # broker append time, epoch seconds
+
+
+class Sender(Protocol):
+    """Produces one message; the returned awaitable resolves when the broker has it."""
+
+    def __call__(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
+
+
+class Pipeline:
+    """Batch handlers shared by all agents of one worker.
+
+    Parameters
+    ----------
+    settings
+        The worker's settings.
+    state
+        Redis state (dedup, engagement, snapshots).
+    store
+        Where model versions are published and loaded.
+    sinks
+        One ClickHouse sink per table name.
+    metrics
+        The worker's metrics.
+    send
+        Produces a message to Kafka.
+    pii_key
+        HMAC key for personal data.
+    clock
+        Wall clock (epoch seconds); injectable for tests.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: RedisState,
+        store: ModelStore,
+        sinks: dict[str, ClickHouseSink],
+        metrics: Metrics,
+        send: Sender,
+        pii_key: bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.store = store
+        self.sinks = sinks
+        self.metrics = metrics
+        self.send = send
+        self.clock = clock
+        topics = settings.kafka.topics
+        self.topics = topics
+        self.ingestors = {
+            kind: Ingestor(name, kind, settings.pii_fields, pii_key, settings.kafka.max_event_bytes)
+            for name, kind in topics.raw().items()
+        }
+        self.model = ModelBundle()
+        self.learning: ModelBundle | None = None
+        self._learned_since_publish = 0
+        self._horizon_s = settings.models.horizon_days * 86400.0
+
+    # -- raw events -----------------------------------------------------------------
+
+    async def handle_raw(self, kind: str, messages: Sequence[Message]) -> None:
+        """Process one batch from the raw topic of ``kind``."""
+        ingestor = self.ingestors[kind]
+        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+        accepted: dict[str, tuple[Accepted, Message]] = {}
+        pending: list[Awaitable[Any]] = []
+        rejected_rows: list[Row] = []
+        for msg in messages:
+            result = ingestor.ingest(msg.value, now, msg.partition, msg.offset)
+            if isinstance(result, Rejected):
+                pending.append(self._dead_letter(result, now, rejected_rows))
+            elif result.event_id in accepted:
+                self.metrics.events_duplicate.labels(topic=ingestor.topic).inc()
+            else:
+                accepted[result.event_id] = (result, msg)
+        events = list(accepted.values())
+        table = TABLE_FOR_KIND[kind]
+        await write_with_retry(
+            self.sinks[table], [event_row(table, a.event, now) for a, _ in events], self.metrics
+        )
+        if rejected_rows:
+            await write_with_retry(self.sinks["rejected_events"], rejected_rows, self.metrics)
+        fresh = await self._fresh(kind, ingestor.topic, events)
+        for a, _ in fresh:
+            self.metrics.events_in.labels(topic=ingestor.topic, event_type=a.event["event_type"]).inc()
+        if fresh:
+            latest = max(a.occurred_at for a, _ in fresh).timestamp()
+            await self.state.advance_watermark(latest)
+        if kind == "lead":
+            pending.extend(await self._score(fresh, now))
+        labelled: list[str] = []
+        if kind == "conversion":
+            for lead_id, sent in await self._label_conversions([a for a, _ in fresh], now):
+                labelled.append(lead_id)
+                pending.append(sent)
+        await asyncio.gather(*pending)
+        # Only now that the examples are on the broker are the labels settled.
+        await self.state.settle(labelled)
+        if kind != "touchpoint":  # touchpoints were marked atomically with their counter
+            await self.state.mark([a.event_id for a, _ in fresh])
+
+    def _dead_letter(self, rejected: Rejected, now: datetime, rows: list[Row]) -> Awaitable[Any]:
+        self.metrics.events_rejected.labels(topic=rejected.source_topic, reason=rejected.code).inc()
+        envelope = rejected.envelope(now)
+        rows.append(
+            mapping_row(
+                "rejected_events",
+                {
+                    **envelope,
+                    "source_partition": rejected.partition,
+                    "source_offset": rejected.offset,
+                    "payload": envelope["payload"],
+                },
+            )
+        )
+        log.info(
+            "event.rejected", topic=rejected.source_topic, partition=rejected.partition,
+            offset=rejected.offset, reason=rejected.reason,
+        )  # fmt: skip
+        return self.send(self.topics.deadletter, None, dumps(envelope))
+
+    async def _fresh(
+        self, kind: str, topic: str, events: list[tuple[Accepted, Message]]
+    ) -> list[tuple[Accepted, Message]]:
+        """The events whose non-idempotent effects have not happened yet."""
+        if kind == "touchpoint":
+            touches = [(a.event_id, a.key, a.event["event_type"]) for a, _ in events]
+            new = await self.state.count_touchpoints(touches)
+        else:
+            new = [not s for s in await self.state.seen([a.event_id for a, _ in events])]
+        fresh = [e for e, is_new in zip(events, new, strict=True) if is_new]
+        dropped = len(events) - len(fresh)
+        if dropped:
+            self.metrics.events_duplicate.labels(topic=topic).inc(dropped)
+        return fresh
+
+    # -- scoring --------------------------------------------------------------------
+
+    async def _score(
+        self, fresh: list[tuple[Accepted, Message]], now: datetime
+    ) -> list[Awaitable[Any]]:
+        if not fresh:
+            return []
+        cfg = self.settings.models
+        model = self.model
+        expected_revenue = model.expected_revenue()
+        engagement = await self.state.engagement([a.key for a, _ in fresh])
+        sends: list[Awaitable[Any]] = []
+        rows: list[Row] = []
+        snapshots: list[tuple[str, float, dict[str, Any]]] = []
+        wall = self.clock()
+        for (a, msg), eng in zip(fresh, engagement, strict=True):
+            lead = a.event
+            x = lead_features(lead, eng)
+            explanation = model.scorer.explain_one(x)
+            score = explanation.proba
+            record = {
+                "event_id": a.event_id,
+                "lead_id": a.key,
+                "score": round(score, 6),
+                "band": band(score, cfg.band_a, cfg.band_b, cfg.band_c),
+                "expected_value": round(score * expected_revenue, 2),
+                "reasons": [reason(c, lead) for c in explanation.top(cfg.top_reasons)],
+                "model_version": model.version,
+                "scored_at": now,
+                "occurred_at": a.occurred_at,
+                "channel": lead["channel"],
+                "campaign_id": lead.get("campaign_id") or "",
+            }
+            body = dumps(record)
+            sends.append(self.send(self.topics.scored, a.key.encode(), body))
+            rows.append(mapping_row("scored_leads", {**record, "reasons": orjson.dumps(record["reasons"]).decode()}))
+            snapshots.append(
+                (a.key, a.occurred_at.timestamp(), {
+                    "features": x, "score": score, "model_version": model.version,
+                    "scored_at": now.isoformat(), "created_at": a.occurred_at.timestamp(),
+                })
+            )  # fmt: skip
+            self.metrics.lead_score.observe(score)
+            if msg.timestamp:
+                self.metrics.scoring_latency.observe(max(0.0, wall - msg.timestamp))
+        # Snapshots before the score is visible: a conversion can then always find them.
+        await self.state.save_snapshots(snapshots)
+        await write_with_retry(self.sinks["scored_leads"], rows, self.metrics)
+        self.metrics.leads_scored.inc(len(rows))
+        return sends
+
+    # -- labels ---------------------------------------------------------------------
+
+    async def _label_conversions(
+        self, conversions: list[Accepted], now: datetime
+    ) -> list[tuple[str, Awaitable[Any]]]:
+        target = _STAGE_RANK[self.settings.models.target_stage]
+        decisive: dict[str, tuple[int, Accepted]] = {}
+        for c in conversions:
+            stage = c.event["stage"]
+            if stage == "lost":
+                decisive.setdefault(c.key, (0, c))
+            elif _STAGE_RANK[stage] >= target:
+                decisive[c.key] = (1, c)  # a positive wins over a loss in the same batch
+        if not decisive:
+            return []
+        lead_ids = list(decisive)
+        snapshots = await self.state.pending_snapshots(lead_ids)
+        unmatched = [lid for lid, s in zip(lead_ids, snapshots, strict=True) if s is None]
+        scored = dict(zip(unmatched, await self.state.was_scored(unmatched), strict=True))
+        sends: list[tuple[str, Awaitable[Any]]] = []
+        for lead_id, snapshot in zip(lead_ids, snapshots, strict=True):
+            label, conv = decisive[lead_id]
+            if snapshot is None:
+                why = "already_labelled" if scored[lead_id] else "unknown_lead"
+                self.metrics.labels_unmatched.labels(reason=why).inc()
+                continue
+            if conv.occurred_at.timestamp() - snapshot["created_at"] > self._horizon_s:
+                self.metrics.labels_unmatched.labels(reason="after_horizon").inc()
+                continue  # the sweep labels it negative
+            revenue = conv.event.get("revenue")
+            sends.append((lead_id, self._emit_example(lead_id, snapshot, label, now, revenue)))
+        return sends
+
+    def _emit_example(
+        self, lead_id: str, snapshot: dict[str, Any], label: int, now: datetime, revenue: Any
+    ) -> Awaitable[Any]:
+        self.metrics.training_examples.labels(label=str(label)).inc()
+        example = {
+            "lead_id": lead_id,
+            "label": label,
+            "features": snapshot["features"],
+            "score": snapshot["score"],
+            "model_version": snapshot["model_version"],
+            "scored_at": snapshot["scored_at"],
+            "labelled_at": now,
+            "revenue": float(revenue) if revenue is not None else None,
+        }
+        return self.send(self.topics.training, lead_id.encode(), dumps(example))
+
+    async def sweep(self) -> int:
+        """Label negative every lead that aged past the horizon (event time) without converting."""
+        watermark = await self.state.advance_watermark(0)
+        if watermark <= 0:
+            return 0
+        expired = await self.state.expired(watermark - self._horizon_s)
+        if not expired:
+            return 0
+        snapshots = await self.state.pending_snapshots(expired)
+        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+        sends = [
+            self._emit_example(lead_id, snap, 0, now, None)
+            for lead_id, snap in zip(expired, snapshots, strict=True)
+            if snap is not None
+        ]
+        await asyncio.gather(*sends)
+        # Expired leads without a snapshot (state lost) are settled too, or they would stay forever.
+        await self.state.settle(expired)
+        return len(sends)
+
+    # -- learning -------------------------------------------------------------------
+
+    async def learn(self, messages: Sequence[Message]) -> None:
+        """The learner: test-then-train on labelled examples, each lead once."""
+        if self.learning is None:
+            self.learning = await self.store.load() or ModelBundle()
+        examples = [orjson.loads(m.value) for m in messages if m.value]
+        first = await self.state.first_learning([e["lead_id"] for e in examples])
+        bundle = self.learning
+        rows: list[Row] = []
+        for example, is_first in zip(examples, first, strict=True):
+            if not is_first:
+                continue
+            label = bool(example["label"])
+            bundle.auc.update(label, example["score"])
+            bundle.scorer.learn_one(example["features"], label)
+            bundle.examples += 1
+            if label:
+                bundle.positives += 1
+                if example.get("revenue"):
+                    bundle.revenue.update(example["revenue"])
+            rows.append(mapping_row("training_examples", {
+                **example, "scored_at": datetime.fromisoformat(example["scored_at"]),
+                "labelled_at": datetime.fromisoformat(example["labelled_at"]),
+            }))  # fmt: skip
+            self._learned_since_publish += 1
+        await write_with_retry(self.sinks["training_examples"], rows, self.metrics)
+        if bundle.examples:
+            self.metrics.model_auc.set(bundle.auc.get())
+
+    async def publish(self) -> int | None:
+        """Publish the learning model if it learned anything since the last publish."""
+        if self.learning is None or not self._learned_since_publish:
+            return None
+        self._learned_since_publish = 0
+        version = await self.store.publish(self.learning)
+        log.info("model.published", version=version, examples=self.learning.examples)
+        return version
+
+    async def refresh_model(self) -> bool:
+        """Switch the scorer to a newer published model, if there is one."""
+        latest = await self.store.latest_version()
+        if latest <= self.model.version:
+            return False
+        bundle = await self.store.load(latest)
+        if bundle is None:
+            return False
+        self.model = bundle
+        self.metrics.model_version.set(bundle.version)
+        return True
