@@ -51,9 +51,9 @@ class Message:
 
 
 class Sender(Protocol):
-    """Produces one message; the returned awaitable resolves when the broker has it."""
+    """Enqueues one message; the returned awaitable resolves when the broker has it."""
 
-    def __call__(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
+    async def __call__(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
 
 
 class Pipeline:
@@ -120,7 +120,7 @@ class Pipeline:
         for msg in messages:
             result = ingestor.ingest(msg.value, now, msg.partition, msg.offset)
             if isinstance(result, Rejected):
-                pending.append(self._dead_letter(result, now, rejected_rows))
+                pending.append(await self._dead_letter(result, now, rejected_rows))
             elif result.event_id in accepted:
                 self.metrics.events_duplicate.labels(topic=ingestor.topic).inc()
             else:
@@ -151,7 +151,9 @@ class Pipeline:
         if kind != "touchpoint":  # touchpoints were marked atomically with their counter
             await self.state.mark([a.event_id for a, _ in fresh])
 
-    def _dead_letter(self, rejected: Rejected, now: datetime, rows: list[Row]) -> Awaitable[Any]:
+    async def _dead_letter(
+        self, rejected: Rejected, now: datetime, rows: list[Row]
+    ) -> Awaitable[Any]:
         self.metrics.events_rejected.labels(topic=rejected.source_topic, reason=rejected.code).inc()
         envelope = rejected.envelope(now)
         rows.append(
@@ -169,7 +171,7 @@ class Pipeline:
             "event.rejected", topic=rejected.source_topic, partition=rejected.partition,
             offset=rejected.offset, reason=rejected.reason,
         )  # fmt: skip
-        return self.send(self.topics.deadletter, None, dumps(envelope))
+        return await self.send(self.topics.deadletter, None, dumps(envelope))
 
     async def _fresh(
         self, kind: str, topic: str, events: list[tuple[Accepted, Message]]
@@ -220,7 +222,7 @@ class Pipeline:
                 "campaign_id": lead.get("campaign_id") or "",
             }
             body = dumps(record)
-            sends.append(self.send(self.topics.scored, a.key.encode(), body))
+            sends.append(await self.send(self.topics.scored, a.key.encode(), body))
             rows.append(mapping_row("scored_leads", {**record, "reasons": orjson.dumps(record["reasons"]).decode()}))
             snapshots.append(
                 (a.key, a.occurred_at.timestamp(), {
@@ -267,10 +269,11 @@ class Pipeline:
                 self.metrics.labels_unmatched.labels(reason="after_horizon").inc()
                 continue  # the sweep labels it negative
             revenue = conv.event.get("revenue")
-            sends.append((lead_id, self._emit_example(lead_id, snapshot, label, now, revenue)))
+            sent = await self._emit_example(lead_id, snapshot, label, now, revenue)
+            sends.append((lead_id, sent))
         return sends
 
-    def _emit_example(
+    async def _emit_example(
         self, lead_id: str, snapshot: dict[str, Any], label: int, now: datetime, revenue: Any
     ) -> Awaitable[Any]:
         self.metrics.training_examples.labels(label=str(label)).inc()
@@ -284,7 +287,7 @@ class Pipeline:
             "labelled_at": now,
             "revenue": float(revenue) if revenue is not None else None,
         }
-        return self.send(self.topics.training, lead_id.encode(), dumps(example))
+        return await self.send(self.topics.training, lead_id.encode(), dumps(example))
 
     async def sweep(self) -> int:
         """Label negative every lead that aged past the horizon (event time) without converting."""
@@ -297,7 +300,7 @@ class Pipeline:
         snapshots = await self.state.pending_snapshots(expired)
         now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
         sends = [
-            self._emit_example(lead_id, snap, 0, now, None)
+            await self._emit_example(lead_id, snap, 0, now, None)
             for lead_id, snap in zip(expired, snapshots, strict=True)
             if snap is not None
         ]

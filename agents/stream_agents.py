@@ -1,0 +1,78 @@
+"""Thin Faust agents and timers: take a batch, hand it to the pipeline.
+
+Offsets of a batch are acknowledged only after the loop body for it returns
+(``take_events``), so everything the pipeline writes is at-least-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable
+
+import faust
+import structlog
+from faust.types import EventT, TopicT
+
+from config.settings import Settings
+from streaming.app import Topics
+from streaming.pipeline import Message, Pipeline
+
+log = structlog.get_logger(__name__)
+
+
+def _messages(events: list[EventT]) -> list[Message]:
+    return [
+        Message(
+            partition=e.message.partition,
+            offset=e.message.offset,
+            key=e.message.key,
+            value=e.message.value,
+            timestamp=e.message.timestamp,
+        )
+        for e in events
+    ]
+
+
+def register_agents(
+    app: faust.App, topics: Topics, settings: Settings, pipeline: Callable[[], Pipeline]
+) -> None:
+    """Register the ingest, score, label and learner agents and the periodic jobs."""
+    size, within = settings.kafka.batch_size, settings.kafka.batch_within_s
+    models = settings.models
+
+    def raw_agent(kind: str, topic: TopicT) -> None:
+        async def ingest(stream: AsyncIterable[bytes]) -> None:
+            async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]
+                await pipeline().handle_raw(kind, _messages(events))
+
+        app.agent(topic, name=f"leadstream.ingest_{kind}")(ingest)
+
+    for kind, topic in topics.raw.items():
+        raw_agent(kind, topic)
+
+    @app.agent(topics.training, name="leadstream.learner")
+    async def learner(stream: AsyncIterable[bytes]) -> None:
+        async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]
+            await pipeline().learn(_messages(events))
+
+    @app.timer(models.publish_every_s)
+    async def publish_model() -> None:
+        await pipeline().publish()
+
+    @app.timer(models.reload_every_s)
+    async def reload_model() -> None:
+        if await pipeline().refresh_model():
+            log.info("model.loaded", version=pipeline().model.version)
+
+    @app.timer(models.sweep_every_s)
+    async def sweep_labels() -> None:
+        await pipeline().sweep()
+
+    @app.timer(5.0)
+    async def export_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            position = await consumer.position(tp)
+            if position is None:
+                continue
+            lag = max(0, consumer.highwater(tp) - position)
+            pipeline().metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)

@@ -1,0 +1,139 @@
+"""Builds a worker from settings: clients, sinks, metrics, the Faust app and its agents."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+import structlog
+from clickhouse_connect.driver.client import Client
+from prometheus_client import CollectorRegistry, start_http_server
+
+from agents.stream_agents import register_agents
+from config.settings import Settings
+from online_models.bundle import ModelStore
+from sinks.clickhouse import ClickHouseSink, connect, migrate
+from sinks.metrics import Metrics
+from sinks.redis_state import RedisState
+from sinks.rows import COLUMNS
+from streaming.app import create_app, declare_topics
+from streaming.pipeline import Pipeline
+
+log = structlog.get_logger(__name__)
+
+#: Margin added to the label horizon before state in Redis expires.
+_STATE_MARGIN_S = 14 * 86400
+
+
+class Runtime:
+    """One worker's parts, wired; ``run()`` blocks until the worker stops.
+
+    Parameters
+    ----------
+    settings
+        The settings, read once by the entry point.
+    clickhouse
+        An open client to reuse (the demo shares its chDB client); by default one is opened.
+    registry
+        Where the metrics live; a fresh registry by default.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clickhouse: Client | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pii_key = settings.require_pii_key()
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics.create(self.registry)
+        self.clickhouse = clickhouse or connect(settings.clickhouse)
+        migrate(self.clickhouse, settings.clickhouse.database)
+        self.app = create_app(settings)
+        self.topics = declare_topics(self.app, settings)
+        self._pipeline: Pipeline | None = None
+        self._metrics_server: Any = None
+        register_agents(self.app, self.topics, settings, self.pipeline)
+
+    def pipeline(self) -> Pipeline:
+        """The pipeline, built on first use inside the worker's event loop."""
+        if self._pipeline is None:
+            s = self.settings
+            client = aioredis.from_url(s.redis.url)
+            ttl = int(s.models.horizon_days * 86400) + _STATE_MARGIN_S
+            lock = threading.Lock()
+            sinks = {
+                table: ClickHouseSink(table, self.clickhouse, s.clickhouse.database, lock)
+                for table in COLUMNS
+            }
+            self._pipeline = Pipeline(
+                settings=s,
+                state=RedisState(client, s.redis.key_prefix, s.redis.dedup_ttl_s, ttl),
+                store=ModelStore(client, s.redis.key_prefix),
+                sinks=sinks,
+                metrics=self.metrics,
+                send=self._send,
+                pii_key=self.pii_key,
+            )
+        return self._pipeline
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        producer = self.app.producer
+        return await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+
+    def start_metrics(self) -> int | None:
+        """Serve /metrics on the configured address; returns the bound port (None if off)."""
+        m = self.settings.metrics
+        if m.port == 0:
+            return None
+        server, _thread = start_http_server(m.port, addr=m.host, registry=self.registry)
+        self._metrics_server = server
+        port = int(server.server_port)
+        log.info("metrics.serving", url=f"http://{m.host}:{port}/metrics")
+        return port
+
+    def stop_metrics(self) -> None:
+        """Stop the /metrics server."""
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+
+    def worker(self, loglevel: str = "warning") -> faust.Worker:
+        """A Faust worker for this app (it owns the event loop and the signal handlers)."""
+        return faust.Worker(
+            self.app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False
+        )
+
+    def run(self, loglevel: str = "warning") -> None:
+        """Run the worker until SIGTERM or SIGINT; then stop cleanly."""
+        self.start_metrics()
+        try:
+            self.worker(loglevel).execute_from_commandline()
+        except SystemExit:
+            pass
+        finally:
+            self.stop_metrics()
+
+
+def request_stop() -> None:
+    """Ask the running worker to stop as if it received SIGTERM (flushes and commits)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+    """Poll an async predicate until it is true or ``timeout`` seconds pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(interval)
+    return False
