@@ -75,4 +75,6 @@ def register_agents(
             if position is None:
                 continue
             lag = max(0, consumer.highwater(tp) - position)
-            pipeline().metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+            pipeline().metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                lag
+            )

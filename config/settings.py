@@ -65,6 +65,9 @@ class KafkaSettings(_Section):
     batch_within_s: float = Field(0.2, gt=0, description="max seconds a batch waits to fill")
     max_event_bytes: int = Field(256 * 1024, ge=1024, description="larger events are rejected")
     commit_interval_s: float = Field(1.0, gt=0)
+    data_dir: Path = Field(
+        Path("var/faust"), description="Faust's local folder (no state that matters)"
+    )
 
 
 class RedisSettings(_Section):
@@ -148,7 +151,14 @@ class Settings(BaseSettings):
     pii_hash_key: SecretStr | None = Field(
         None, description="HMAC key for personal data; from the environment or secrets dir only"
     )
-    pii_fields: tuple[str, ...] = ("email", "phone", "first_name", "last_name", "name", "ip_address")
+    pii_fields: tuple[str, ...] = (
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "name",
+        "ip_address",
+    )
     log_format: Literal["console", "json"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

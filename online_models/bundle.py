@@ -121,7 +121,11 @@ def reason(c: Contribution, raw: dict[str, Any] | None = None) -> dict[str, Any]
     else:
         label = _LABELS.get(c.feature, c.feature.removeprefix("eng_").replace("_", " "))
         shown = (raw or {}).get(c.feature)
-        text = f"{label}: {shown}: {effect}" if shown not in (None, True, False) else f"{label}: {effect}"
+        text = (
+            f"{label}: {shown}: {effect}"
+            if shown not in (None, True, False)
+            else f"{label}: {effect}"
+        )
     return {
         "feature": c.feature,
         "value": round(c.value, 4),

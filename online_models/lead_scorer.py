@@ -46,6 +46,8 @@ class LeadScorer(base.Classifier):
         SGD step size for the weights and the intercept.
     l2
         L2 regularisation strength.
+    prior
+        The score before anything is learned (sets the initial intercept).
 
     Attributes
     ----------
@@ -67,12 +69,18 @@ class LeadScorer(base.Classifier):
     True
     """
 
-    def __init__(self, learning_rate: float = 0.03, l2: float = 1e-4) -> None:
+    def __init__(self, learning_rate: float = 0.03, l2: float = 1e-4, prior: float = 0.1) -> None:
+        if not 0 < prior < 1:
+            raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
         self.learning_rate = learning_rate
         self.l2 = l2
+        self.prior = prior
         self._scaler = preprocessing.StandardScaler()
         self._lr = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
+            optimizer=optim.SGD(learning_rate),
+            l2=l2,
+            intercept_lr=learning_rate,
+            intercept_init=math.log(prior / (1 - prior)),
         )
         self.n_learned = 0
 
@@ -108,7 +116,8 @@ class LeadScorer(base.Classifier):
     def explain_one(self, x: dict[str, float]) -> Explanation:
         """The score with its exact additive decomposition of the logit."""
         xt = self._transform(x)
-        weights = self._lr._weights
+        # River's public `weights` copies the dict on every call; read the live one.
+        weights = self._lr._weights  # noqa: SLF001
         contributions = tuple(
             Contribution(name, x[name], weights[name] * value)
             for name, value in xt.items()
@@ -119,7 +128,7 @@ class LeadScorer(base.Classifier):
         return Explanation(_sigmoid(logit), logit, intercept, contributions)
 
     def _logit(self, xt: dict[str, float]) -> float:
-        weights = self._lr._weights
+        weights = self._lr._weights  # noqa: SLF001
         return float(self._lr.intercept) + sum(
             weights[name] * value for name, value in xt.items() if name in weights
         )

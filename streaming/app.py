@@ -32,6 +32,7 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> faust.App:
         k.app_id,
         broker=k.bootstrap,
         store="memory://",
+        datadir=str(k.data_dir),
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         consumer_auto_offset_reset="earliest",

@@ -9,9 +9,9 @@ Validation errors become one precise, human-readable reason via
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import pycountry
@@ -75,7 +75,7 @@ class _Event(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("occurred_at needs a time zone (for example 2026-01-05T10:00:00Z)")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     @field_validator("schema_version")
     @classmethod

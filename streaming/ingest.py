@@ -110,11 +110,16 @@ class Ingestor:
     ) -> Accepted | Rejected:
         """Turn one raw message into an :class:`Accepted` or a :class:`Rejected`."""
         if raw is None or not raw.strip():
-            return self._reject(raw or b"", "empty", f"{self.topic}: empty message", partition, offset)
+            return self._reject(
+                raw or b"", "empty", f"{self.topic}: empty message", partition, offset
+            )
         if len(raw) > self.max_bytes:
             return self._reject(
-                raw[:1024], "too_large", f"{self.topic}: event is {len(raw)} bytes, over the {self.max_bytes}-byte limit",
-                partition, offset,
+                raw[:1024],
+                "too_large",
+                f"{self.topic}: event is {len(raw)} bytes, over the {self.max_bytes}-byte limit",
+                partition,
+                offset,
             )
         try:
             model = self._model.model_validate_json(raw)
@@ -123,8 +128,11 @@ class Ingestor:
             return self._reject(raw, code, reason, partition, offset)
         if model.occurred_at > now + MAX_CLOCK_SKEW:
             return self._reject(
-                raw, "future", f"{self.topic}: occurred_at {model.occurred_at.isoformat()} is in the future",
-                partition, offset,
+                raw,
+                "future",
+                f"{self.topic}: occurred_at {model.occurred_at.isoformat()} is in the future",
+                partition,
+                offset,
             )
         event = hash_personal_fields(model.model_dump(), self.pii_fields, self.key)
         return Accepted(
@@ -151,9 +159,7 @@ class Ingestor:
         # Reasons quote the offending values; hash anything personal in them.
         return code, scrub_text(describe_errors(self.topic, exc), self.key)
 
-    def _reject(
-        self, raw: bytes, code: str, reason: str, partition: int, offset: int
-    ) -> Rejected:
+    def _reject(self, raw: bytes, code: str, reason: str, partition: int, offset: int) -> Rejected:
         return Rejected(
             source_topic=self.topic,
             reason=reason,

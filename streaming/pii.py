@@ -113,6 +113,7 @@ def scrub_text(text: str, key: bytes) -> str:
     >>> any(p in s for p in ("ann@acme.io", "10.1.2.3", "7946"))
     False
     """
+
     def sub(kind: str) -> Any:
         return lambda m: f"{kind}:{keyed_hash(key, m[0].lower())[:16]}"
 

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -27,6 +27,7 @@ import structlog
 from config.settings import STAGES, Settings
 from online_models.bundle import ModelBundle, ModelStore, band, reason
 from online_models.features import lead_features
+from online_models.lead_scorer import LeadScorer
 from sinks.clickhouse import ClickHouseSink, write_with_retry
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
@@ -103,17 +104,22 @@ class Pipeline:
             kind: Ingestor(name, kind, settings.pii_fields, pii_key, settings.kafka.max_event_bytes)
             for name, kind in topics.raw().items()
         }
-        self.model = ModelBundle()
+        self.model = self.new_bundle()
         self.learning: ModelBundle | None = None
         self._learned_since_publish = 0
         self._horizon_s = settings.models.horizon_days * 86400.0
+
+    def new_bundle(self) -> ModelBundle:
+        """An untrained model configured from the settings."""
+        m = self.settings.models
+        return ModelBundle(scorer=LeadScorer(learning_rate=m.learning_rate, l2=m.l2))
 
     # -- raw events -----------------------------------------------------------------
 
     async def handle_raw(self, kind: str, messages: Sequence[Message]) -> None:
         """Process one batch from the raw topic of ``kind``."""
         ingestor = self.ingestors[kind]
-        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
         accepted: dict[str, tuple[Accepted, Message]] = {}
         pending: list[Awaitable[Any]] = []
         rejected_rows: list[Row] = []
@@ -134,7 +140,9 @@ class Pipeline:
             await write_with_retry(self.sinks["rejected_events"], rejected_rows, self.metrics)
         fresh = await self._fresh(kind, ingestor.topic, events)
         for a, _ in fresh:
-            self.metrics.events_in.labels(topic=ingestor.topic, event_type=a.event["event_type"]).inc()
+            self.metrics.events_in.labels(
+                topic=ingestor.topic, event_type=a.event["event_type"]
+            ).inc()
         if fresh:
             latest = max(a.occurred_at for a, _ in fresh).timestamp()
             await self.state.advance_watermark(latest)
@@ -223,7 +231,11 @@ class Pipeline:
             }
             body = dumps(record)
             sends.append(await self.send(self.topics.scored, a.key.encode(), body))
-            rows.append(mapping_row("scored_leads", {**record, "reasons": orjson.dumps(record["reasons"]).decode()}))
+            rows.append(
+                mapping_row(
+                    "scored_leads", {**record, "reasons": orjson.dumps(record["reasons"]).decode()}
+                )
+            )
             snapshots.append(
                 (a.key, a.occurred_at.timestamp(), {
                     "features": x, "score": score, "model_version": model.version,
@@ -298,7 +310,7 @@ class Pipeline:
         if not expired:
             return 0
         snapshots = await self.state.pending_snapshots(expired)
-        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
         sends = [
             await self._emit_example(lead_id, snap, 0, now, None)
             for lead_id, snap in zip(expired, snapshots, strict=True)
@@ -314,7 +326,7 @@ class Pipeline:
     async def learn(self, messages: Sequence[Message]) -> None:
         """The learner: test-then-train on labelled examples, each lead once."""
         if self.learning is None:
-            self.learning = await self.store.load() or ModelBundle()
+            self.learning = await self.store.load() or self.new_bundle()
         examples = [orjson.loads(m.value) for m in messages if m.value]
         first = await self.state.first_learning([e["lead_id"] for e in examples])
         bundle = self.learning

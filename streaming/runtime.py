@@ -108,9 +108,7 @@ class Runtime:
 
     def worker(self, loglevel: str = "warning") -> faust.Worker:
         """A Faust worker for this app (it owns the event loop and the signal handlers)."""
-        return faust.Worker(
-            self.app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False
-        )
+        return faust.Worker(self.app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False)
 
     def run(self, loglevel: str = "warning") -> None:
         """Run the worker until SIGTERM or SIGINT; then stop cleanly."""

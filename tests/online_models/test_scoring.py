@@ -14,8 +14,16 @@ from online_models.lead_scorer import LeadScorer
 
 
 def test_features_are_pure_and_use_engagement() -> None:
-    lead = {"channel": "email", "pages_viewed": 0, "pricing_page_visits": 3, "industry": "saas",
-            "country": "DE", "seniority": "vp", "company_size": 40, "email_is_free": True}
+    lead = {
+        "channel": "email",
+        "pages_viewed": 0,
+        "pricing_page_visits": 3,
+        "industry": "saas",
+        "country": "DE",
+        "seniority": "vp",
+        "company_size": 40,
+        "email_is_free": True,
+    }
     before = dict(lead)
     x = lead_features(lead, {"demo_request": 2, "page_view": 5})
     assert lead == before
@@ -23,7 +31,13 @@ def test_features_are_pure_and_use_engagement() -> None:
     assert x["eng_demo_request"] == pytest.approx(math.log1p(2))
     assert x["eng_call"] == 0.0
     assert x["email_is_free"] == 1.0
-    assert {"channel=email", "industry=saas", "country=DE", "seniority=vp", "size_band=11-50"} <= set(x)
+    assert {
+        "channel=email",
+        "industry=saas",
+        "country=DE",
+        "seniority=vp",
+        "size_band=11-50",
+    } <= set(x)
     assert x == lead_features(lead, {"demo_request": 2, "page_view": 5})
 
 
@@ -33,8 +47,19 @@ def test_missing_fields_are_allowed() -> None:
     assert not any(k.startswith(("industry=", "country=")) for k in x)
 
 
-@pytest.mark.parametrize(("score", "expected"), [(0.99, "A"), (0.5, "A"), (0.4999, "B"), (0.25, "B"),
-                                                 (0.2, "C"), (0.1, "C"), (0.0999, "D"), (0.0, "D")])
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [
+        (0.99, "A"),
+        (0.5, "A"),
+        (0.4999, "B"),
+        (0.25, "B"),
+        (0.2, "C"),
+        (0.1, "C"),
+        (0.0999, "D"),
+        (0.0, "D"),
+    ],
+)
 def test_band_thresholds(score: float, expected: str) -> None:
     assert band(score, 0.5, 0.25, 0.1) == expected
 
@@ -60,9 +85,13 @@ def test_model_learns_the_signal() -> None:
 
 def test_contributions_add_up_to_the_logit() -> None:
     model = _trained()
-    x = lead_features({"channel": "events", "pricing_page_visits": 2, "industry": "new"}, {"call": 1})
+    x = lead_features(
+        {"channel": "events", "pricing_page_visits": 2, "industry": "new"}, {"call": 1}
+    )
     e = model.explain_one(x)
-    assert e.intercept + sum(c.contribution for c in e.contributions) == pytest.approx(e.logit, abs=1e-12)
+    assert e.intercept + sum(c.contribution for c in e.contributions) == pytest.approx(
+        e.logit, abs=1e-12
+    )
     assert e.proba == pytest.approx(model.predict_proba_one(x)[True], abs=1e-12)
     assert 1 / (1 + math.exp(-e.logit)) == pytest.approx(e.proba)
     top = e.top(3)

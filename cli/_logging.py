@@ -1,0 +1,62 @@
+"""Logging for every leadstream command: structlog, plus stdlib loggers routed through it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from config.settings import Settings
+
+#: Libraries that log through the standard library; they are noisy below WARNING.
+_STDLIB_LOGGERS = ("faust", "aiokafka", "kafka", "mode", "asyncio", "urllib3", "apscheduler")
+
+
+def configure_logging(settings: Settings) -> None:
+    """Configure structlog and the standard library's logging from ``settings``.
+
+    Lines go to stderr (stdout stays free for command output such as
+    ``--json``): JSON objects when ``settings.log_format == "json"``, coloured
+    console lines otherwise. structlog loggers filter at ``settings.log_level``;
+    stdlib loggers (faust, aiokafka, …) pass through the same renderer at
+    WARNING or above. Safe to call more than once.
+    """
+    level = logging.getLevelName(settings.log_level.upper())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if settings.log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+        shared += [structlog.processors.dict_tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(),
+            # Locals in tracebacks could print secrets (a PII key, a DSN's password).
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
+
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    stdlib_level = max(level, logging.WARNING)
+    root.setLevel(stdlib_level)
+    for name in _STDLIB_LOGGERS:
+        logging.getLogger(name).setLevel(stdlib_level)

@@ -1,0 +1,210 @@
+"""`leadstream demo`: the embedded end-to-end run.
+
+A Tansu broker and a Redis server run as children of this process, ClickHouse
+runs in-process through chDB, and the worker, generator and sink share one
+event loop. Nothing is left running afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli._context import settings_from
+from config.settings import Settings
+
+console = Console()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pii_key(folder: Path) -> str:
+    """A random PII key kept in the demo folder (0600), the same across demo runs."""
+    path = folder / "secrets" / "pii_hash_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def demo(
+    ctx: typer.Context,
+    leads: Annotated[int, typer.Option(help="leads to simulate")] = 12000,
+    days: Annotated[int, typer.Option(help="simulated days of traffic")] = 150,
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+    bad_fraction: Annotated[float, typer.Option(help="share of malformed events")] = 0.01,
+    duplicate_fraction: Annotated[float, typer.Option(help="share of events re-sent")] = 0.01,
+    folder: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo"),
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 110.0,
+) -> None:
+    """Run leadstream end to end on generated events, embedded: no servers to install.
+
+    Starts a Kafka-protocol broker and Redis as child processes, ClickHouse in-process
+    (chDB), generates lead traffic, scores every lead, learns from conversions, and
+    prints a summary. Everything it started is stopped before it returns.
+    """
+    from cli._procs import start_broker, start_redis
+    from reporting.summary import run_summary
+    from sinks.clickhouse import connect
+    from streaming import synthetic
+    from streaming.runtime import Runtime, request_stop
+
+    base = settings_from(ctx)
+    folder = folder.resolve()
+    chdb = folder / "chdb"
+    shutil.rmtree(chdb, ignore_errors=True)  # a fresh store each run keeps the summary honest
+    started = time.perf_counter()
+    broker = start_broker(free_port(), folder / "run", detach=False)
+    try:
+        with broker, start_redis(free_port(), folder / "run", detach=False) as redis:
+            metrics_port = free_port()
+            settings = base.model_copy(
+                update={
+                    "kafka": base.kafka.model_copy(update={
+                        "bootstrap": broker.url, "session_timeout_s": 2.0,
+                        "heartbeat_interval_s": 0.5, "app_id": "leadstream-demo"}),
+                    "redis": base.redis.model_copy(update={"url": redis.url, "key_prefix": "demo"}),
+                    "clickhouse": base.clickhouse.model_copy(update={"chdb_path": chdb, "dsn": None}),
+                    "metrics": base.metrics.model_copy(update={"port": metrics_port}),
+                    "models": base.models.model_copy(update={"publish_every_s": 1.0, "reload_every_s": 0.5}),
+                    "pii_hash_key": _secret(_pii_key(folder)),
+                }
+            )  # fmt: skip
+            client = connect(settings.clickhouse)
+            runtime = Runtime(settings, clickhouse=client)
+            cfg = synthetic.GeneratorConfig(
+                seed=seed, leads=leads, days=days, bad_fraction=bad_fraction,
+                duplicate_fraction=duplicate_fraction,
+            )  # fmt: skip
+            outcome: dict[str, Any] = {}
+
+            @runtime.app.task
+            async def drive() -> None:
+                try:
+                    outcome.update(await _drive(runtime, cfg, timeout))
+                finally:
+                    request_stop()
+
+            console.print(
+                f"[bold]leadstream demo[/]: broker {broker.address}, Redis {redis.address}, "
+                f"chDB {chdb}, metrics http://127.0.0.1:{metrics_port}/metrics"
+            )
+            runtime.run(settings.log_level)
+            summary = run_summary(client, settings.clickhouse.database)
+    finally:
+        broker.stop()
+    _print_summary(summary, outcome, settings, time.perf_counter() - started)
+    if not outcome.get("complete"):
+        console.print(f"[red]the run did not finish within {timeout:.0f} s[/]")
+        raise typer.Exit(1)
+
+
+def _secret(value: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+async def _drive(runtime: Any, cfg: Any, timeout: float) -> dict[str, Any]:
+    """Send the generated events, then wait until the worker has handled all of them."""
+    from streaming import synthetic
+    from streaming.producer import produce
+
+    registry = runtime.registry
+    settings = runtime.settings
+    progress = Progress(
+        TextColumn("[bold]{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console,
+    )  # fmt: skip
+
+    def handled() -> float:
+        total = 0.0
+        for metric in ("leadstream_events_in_total", "leadstream_events_rejected_total",
+                       "leadstream_events_duplicate_total"):  # fmt: skip
+            for family in registry.collect():
+                for sample in family.samples:
+                    if sample.name == metric:
+                        total += sample.value
+        return total
+
+    deadline = time.perf_counter() + timeout
+    with progress:
+        # The total is known once the generator is done; until then the bars pulse.
+        sending = progress.add_task("sending events", total=None)
+        processing = progress.add_task("processing", total=None)
+
+        async def watch() -> None:
+            while True:
+                progress.update(processing, completed=handled())
+                await asyncio.sleep(0.25)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            sent = await produce(
+                synthetic.generate(cfg), settings.kafka.bootstrap, settings.kafka.topics,
+                on_sent=lambda n: progress.advance(sending, n),
+            )  # fmt: skip
+            total = sum(sent.values())
+            progress.update(sending, total=total, completed=total)
+            progress.update(processing, total=total)
+            while handled() < total and time.perf_counter() < deadline:
+                await asyncio.sleep(0.2)
+            # Let the last labels reach the learner and the model be published.
+            await asyncio.sleep(2 * settings.models.publish_every_s + 1.0)
+        finally:
+            watcher.cancel()
+        progress.update(processing, completed=handled())
+    return {"sent": dict(sent), "complete": handled() >= total}
+
+
+def _print_summary(
+    summary: Any, outcome: dict[str, Any], settings: Settings, seconds: float
+) -> None:
+    t = Table(title="Events processed", show_lines=False)
+    for col in ("kind", "event type", "events"):
+        t.add_column(col, justify="right" if col == "events" else "left")
+    for kind, etype, n in summary.events:
+        t.add_row(kind, etype, f"{n:,}")
+    console.print(t)
+    r = Table(title="Events rejected (dead-letter topic)")
+    for col in ("topic", "reason", "events", "example"):
+        r.add_column(col)
+    for topic, code, n, example in summary.rejected:
+        r.add_row(topic, code, f"{n:,}", example[:70])
+    console.print(r)
+    c = Table(title="By channel")
+    for col in ("channel", "leads", "spend", "cost per lead", "won", "revenue"):
+        c.add_column(col, justify="left" if col == "channel" else "right")
+    for ch, n, spend, cpl, won, revenue in summary.channels:
+        c.add_row(ch, f"{n:,}", f"{spend:,.0f}", f"{cpl:,.2f}", f"{won:,}", f"{revenue:,.0f}")
+    console.print(c)
+    auc = "n/a" if math.isnan(summary.auc) else f"{summary.auc:.3f}"
+    bands = ", ".join(f"{b} {n:,}" for b, n in summary.bands.items())
+    topics = settings.kafka.topics
+    console.print(
+        f"Leads scored: [bold]{summary.scored:,}[/] ({bands}); model version {summary.model_version}\n"
+        f"Conversions: {summary.total('conversion'):,} stage changes; labelled examples "
+        f"{summary.examples:,} ({summary.positives:,} positive)\n"
+        f"Running ROC AUC of the scores given at arrival, against the outcomes: [bold]{auc}[/]\n"
+        f"Data: ClickHouse (chDB) in {settings.clickhouse.chdb_path}, database "
+        f"{settings.clickhouse.database}; topics {', '.join(topics.raw())}, {topics.scored}, "
+        f"{topics.training}, {topics.deadletter} (the embedded broker is memory-only and has stopped)\n"
+        f"Finished in {seconds:.1f} s; nothing is left running."
+    )

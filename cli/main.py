@@ -1,0 +1,67 @@
+"""The `leadstream` command: a small registry of sub-commands.
+
+Add a command group with ``app.add_typer(x_app, name="x")`` or a single
+command with ``app.command("x")(x)``. Every command gets the one Settings
+object through ``cli._context.settings_from(ctx)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from cli._logging import configure_logging
+from cli.demo import demo
+from cli.services import services_app
+from cli.worker import generate, worker
+from config.settings import load_settings
+
+app = typer.Typer(
+    name="leadstream",
+    help="Streaming analytics for lead generation: ingest, score, learn, alert, report.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+app.add_typer(services_app, name="services")
+app.command("demo")(demo)
+app.command("worker")(worker)
+app.command("generate")(generate)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML settings file (same keys as the LEADSTREAM_* variables, sections as"
+            " tables, e.g. \\[services] redis_port = 16380). Environment variables win over it.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Read the settings once and configure logging for whichever command runs."""
+    try:
+        settings = load_settings(config)
+    except (ValidationError, ValueError) as exc:
+        Console(stderr=True).print(f"[bold red]invalid settings:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    configure_logging(settings)
+    ctx.obj = settings
+
+
+def main() -> None:
+    """Console-script entry point (`leadstream`)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""The worker end to end on the real broker, Redis and chDB (and Prometheus for /metrics)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from cli._procs import scrape_targets_dir
+from cli._service_config import add_scrape_target, remove_scrape_target
+from config.settings import Settings
+from streaming import synthetic
+from streaming.events import EVENT_MODELS
+from tests.integration._worker import WorkerRun
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run(broker_url: str, redis_url: str, run_id: str, tmp_path: Path) -> Iterator[WorkerRun]:
+    worker = WorkerRun(run_id=run_id, broker_url=broker_url, redis_url=redis_url, tmp=tmp_path)
+    yield worker
+    if worker.process is not None and worker.process.poll() is None:
+        worker.stop()
+
+
+def generated(leads: int, seed: int, **kw: Any) -> list[synthetic.Emitted]:
+    return list(
+        synthetic.generate(synthetic.GeneratorConfig(seed=seed, leads=leads, days=30, **kw))
+    )
+
+
+def valid_unique(events: list[synthetic.Emitted]) -> dict[str, set[str]]:
+    """Event ids of the events that should land, by kind (bad ones and re-sends excluded)."""
+    out: dict[str, set[str]] = {k: set() for k in EVENT_MODELS}
+    for e in events:
+        if not e.bad:
+            assert isinstance(e.value, dict)
+            out[e.kind].add(str(e.value["event_id"]))
+    return out
+
+
+def handled(run: WorkerRun) -> float:
+    return sum(run.metric(m) for m in (
+        "leadstream_events_in_total", "leadstream_events_rejected_total", "leadstream_events_duplicate_total"))  # fmt: skip
+
+
+def wait_handled(run: WorkerRun, total: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if handled(run) >= total:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"worker handled {handled(run)} of {total}:\n{run.log_tail()}")
+
+
+def wait_quiet(run: WorkerRun, quiet_s: float = 2.0, timeout: float = 60.0) -> None:
+    """Wait until the worker has handled nothing new for ``quiet_s`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = handled(run), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = handled(run)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+    raise AssertionError(f"worker never went quiet:\n{run.log_tail()}")
+
+
+def table_counts(run: WorkerRun) -> dict[str, tuple[int, int]]:
+    """(distinct event ids, rows read with FINAL) per table."""
+    client = run.clickhouse()
+    out = {}
+    for table in ("leads", "touchpoints", "conversions", "spend"):
+        ids, rows = client.query(
+            f"SELECT uniqExact(event_id), count() FROM leadstream.{table} FINAL"
+        ).result_rows[0]
+        out[table] = (int(ids), int(rows))
+    return out
+
+
+def test_every_valid_lead_is_scored_and_stored_once_even_when_sent_twice(run: WorkerRun) -> None:
+    events = generated(400, seed=11, duplicate_fraction=0.05)
+    expected = valid_unique(events)
+    lead_ids = {str(e.value["lead_id"]) for e in events if e.kind == "lead" and not e.bad}  # type: ignore[index]
+    run.start()
+    sent = run.send(events)
+    sent_again = run.send(events)  # the whole stream a second time: a replay
+    wait_handled(run, sum(sent.values()) + sum(sent_again.values()))
+    scored = run.read_topic(run.topics.scored, expect=len(expected["lead"]))
+    assert {s["lead_id"] for s in scored} == lead_ids
+    for s in scored:
+        assert 0.0 <= s["score"] <= 1.0 and s["band"] in "ABCD"
+        assert {"expected_value", "reasons", "model_version", "scored_at", "event_id"} <= set(s)
+    # Each lead event was scored once: the replay and in-stream duplicates were dropped.
+    assert len(scored) == len(expected["lead"])
+    run.stop()
+    counts = table_counts(run)
+    for kind, table in (
+        ("lead", "leads"),
+        ("touchpoint", "touchpoints"),
+        ("conversion", "conversions"),
+    ):
+        assert counts[table] == (len(expected[kind]), len(expected[kind])), table
+    spend_days = {
+        (e.value["campaign_id"], e.value["date"]) for e in events if e.kind == "spend" and not e.bad
+    }  # type: ignore[index]
+    assert counts["spend"][1] == len(spend_days)
+
+
+def test_bad_events_go_to_deadletter_with_reasons_and_good_ones_pass(run: WorkerRun) -> None:
+    good = [e for e in generated(30, seed=5) if e.kind == "lead"][:20]
+    base = dict(good[0].value)  # type: ignore[arg-type]
+    bad_payloads: list[tuple[str, bytes, str]] = [
+        ("lead", b"{this is not json", "invalid_json"),
+        ("lead", b"", "empty"),
+        ("lead", b"[1,2,3]", "not_an_object"),
+        (
+            "lead",
+            orjson.dumps({**base, "event_id": "bad-1", "pages_viewed": "lots"}),
+            "invalid_field",
+        ),
+        (
+            "lead",
+            orjson.dumps({**base, "event_id": "bad-2", "event_type": "lead_exploded"}),
+            "unknown_event_type",
+        ),
+        (
+            "lead",
+            orjson.dumps({k: v for k, v in base.items() if k != "channel"} | {"event_id": "bad-3"}),
+            "missing_field",
+        ),
+        (
+            "conversion",
+            orjson.dumps(
+                {
+                    "event_id": "bad-4",
+                    "event_type": "stage_change",
+                    "schema_version": 1,
+                    "occurred_at": "2026-01-05T10:00:00Z",
+                    "lead_id": "L1",
+                    "stage": "closed",
+                }
+            ),
+            "invalid_field",
+        ),
+        (
+            "spend",
+            orjson.dumps(
+                {
+                    "event_id": "bad-5",
+                    "event_type": "spend",
+                    "schema_version": 1,
+                    "occurred_at": "2026-01-05T10:00:00Z",
+                    "campaign_id": "c",
+                    "channel": "email",
+                    "date": "2026-01-05",
+                    "amount": "-5",
+                    "currency": "USD",
+                }
+            ),
+            "invalid_field",
+        ),
+        ("touchpoint", b"\xff\xfe\xfd", "invalid_json"),
+        ("lead", b'{"a":' * 3000 + b"1" + b"}" * 3000, "invalid_json"),
+    ]
+    mixed = [synthetic.Emitted(kind=k, key="bad", value=v, bad=True) for k, v, _ in bad_payloads]  # type: ignore[arg-type]
+    run.start()
+    run.send(mixed[:5] + good + mixed[5:])
+    dead = run.read_topic(run.topics.deadletter, expect=len(bad_payloads))
+    assert len(dead) == len(bad_payloads)
+    codes = Counter(d["reason_code"] for d in dead)
+    assert codes == Counter(code for _, _, code in bad_payloads)
+    assert all(d["reason"] and d["source_topic"].startswith(run.run_id) for d in dead)
+    reasons = " | ".join(d["reason"] for d in dead)
+    assert "stage 'closed' is not one of mql, sql, opportunity, won, lost" in reasons
+    assert "event_type 'lead_exploded' is not one of" in reasons
+    scored = run.read_topic(run.topics.scored, expect=len(good))
+    assert {s["lead_id"] for s in scored} == {e.value["lead_id"] for e in good}  # type: ignore[index]
+    assert run.process is not None and run.process.poll() is None  # still running
+
+
+def _prometheus(prometheus_url: str, query: str, by: str = "") -> dict[str, float]:
+    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        result = json.load(r)["data"]["result"]
+    return {r["metric"].get(by, ""): float(r["value"][1]) for r in result}
+
+
+def test_metrics_scraped_by_prometheus_show_the_counts_sent(
+    run: WorkerRun, prometheus_url: str, services_settings: Settings
+) -> None:
+    events = [e for e in generated(150, seed=3) if e.kind in ("lead", "touchpoint")]
+    targets = scrape_targets_dir(services_settings.services.run_dir)
+    add_scrape_target(targets, run.run_id, run.metrics_port, labels={"run": run.run_id})
+    try:
+        run.start()
+        sent = run.send(events)
+        wait_handled(run, sum(sent.values()))
+        query = f'sum by (topic) (leadstream_events_in_total{{run="{run.run_id}"}})'
+        want = {
+            run.topics.leads: float(sent["lead"]),
+            run.topics.touchpoints: float(sent["touchpoint"]),
+        }
+        deadline = time.monotonic() + 45
+        seen: dict[str, float] = {}
+        while time.monotonic() < deadline and seen != want:
+            time.sleep(1)
+            seen = _prometheus(prometheus_url, query, by="topic")
+        assert seen == want
+        scored = _prometheus(prometheus_url, f'leadstream_leads_scored_total{{run="{run.run_id}"}}')
+        assert list(scored.values()) == [float(sent["lead"])]
+    finally:
+        remove_scrape_target(targets, run.run_id)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_restart_mid_stream_loses_nothing_and_duplicates_nothing(run: WorkerRun, sig: int) -> None:
+    events = generated(600, seed=21)
+    expected = valid_unique(events)
+    half = len(events) // 2
+    run.start()
+    first = run.send(events[:half])
+    # Stop while the first half is still being worked on.
+    deadline = time.monotonic() + 60
+    while handled(run) < sum(first.values()) // 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.stop(sig)
+    run.start()
+    second = run.send(events[half:])
+    wait_handled(run, sum(second.values()))  # counters restart at zero in the new process
+    wait_quiet(run)
+    scored = run.read_topic(run.topics.scored, expect=len(expected["lead"]))
+    assert {s["event_id"] for s in scored} == expected["lead"]  # every lead scored, maybe twice
+    run.stop()
+    counts = table_counts(run)
+    for kind, table in (
+        ("lead", "leads"),
+        ("touchpoint", "touchpoints"),
+        ("conversion", "conversions"),
+    ):
+        assert counts[table] == (len(expected[kind]), len(expected[kind])), table
