@@ -48,9 +48,19 @@ def demo(
     ctx: typer.Context,
     leads: Annotated[int, typer.Option(help="leads to simulate")] = 12000,
     days: Annotated[int, typer.Option(help="simulated days of traffic")] = 150,
+    horizon_days: Annotated[
+        float, typer.Option(help="a lead with no SQL within this many days is a negative")
+    ] = 30.0,
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
     bad_fraction: Annotated[float, typer.Option(help="share of malformed events")] = 0.01,
     duplicate_fraction: Annotated[float, typer.Option(help="share of events re-sent")] = 0.01,
+    rate: Annotated[
+        float,
+        typer.Option(
+            help="events per second (0: as fast as possible). Paced, the 150 simulated days "
+            "pass in ~40 s, so outcomes arrive while leads are still being scored"
+        ),
+    ] = 1500.0,
     folder: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo"),
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 110.0,
 ) -> None:
@@ -83,7 +93,8 @@ def demo(
                     "redis": base.redis.model_copy(update={"url": redis.url, "key_prefix": "demo"}),
                     "clickhouse": base.clickhouse.model_copy(update={"chdb_path": chdb, "dsn": None}),
                     "metrics": base.metrics.model_copy(update={"port": metrics_port}),
-                    "models": base.models.model_copy(update={"publish_every_s": 1.0, "reload_every_s": 0.5}),
+                    "models": base.models.model_copy(update={
+                        "publish_every_s": 0.5, "reload_every_s": 0.25, "horizon_days": horizon_days}),
                     "pii_hash_key": _secret(_pii_key(folder)),
                 }
             )  # fmt: skip
@@ -98,7 +109,7 @@ def demo(
             @runtime.app.task
             async def drive() -> None:
                 try:
-                    outcome.update(await _drive(runtime, cfg, timeout))
+                    outcome.update(await _drive(runtime, cfg, rate, timeout))
                 finally:
                     request_stop()
 
@@ -122,7 +133,7 @@ def _secret(value: str) -> Any:
     return SecretStr(value)
 
 
-async def _drive(runtime: Any, cfg: Any, timeout: float) -> dict[str, Any]:
+async def _drive(runtime: Any, cfg: Any, rate: float, timeout: float) -> dict[str, Any]:
     """Send the generated events, then wait until the worker has handled all of them."""
     from streaming import synthetic
     from streaming.producer import produce
@@ -159,7 +170,7 @@ async def _drive(runtime: Any, cfg: Any, timeout: float) -> dict[str, Any]:
         try:
             sent = await produce(
                 synthetic.generate(cfg), settings.kafka.bootstrap, settings.kafka.topics,
-                on_sent=lambda n: progress.advance(sending, n),
+                rate=rate or None, on_sent=lambda n: progress.advance(sending, n),
             )  # fmt: skip
             total = sum(sent.values())
             progress.update(sending, total=total, completed=total)

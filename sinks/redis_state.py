@@ -4,7 +4,8 @@
 - engagement counters per lead (touchpoints so far);
 - the feature snapshot taken when a lead was scored, and a sorted set of leads
   still waiting for their label, by creation time;
-- the event-time watermark used by the negative-label sweep.
+- outcomes that arrived before their lead was scored;
+- per-stream event-time watermarks (the conversion stream's drives the negative-label sweep).
 
 Every multi-key change is a Lua script, so that a replayed batch changes
 nothing twice. All calls are batched into one round trip.
@@ -170,9 +171,32 @@ class RedisState:
                 pipe.exists(self._k("snap", lead_id))
             return [bool(r) for r in await pipe.execute()]
 
-    async def advance_watermark(self, epoch_s: float) -> float:
-        """Raise the event-time watermark to ``epoch_s`` if it is later; return the watermark."""
-        return float(await self._watermark(keys=[self._k("watermark")], args=[epoch_s]))
+    async def advance_watermark(self, stream: str, epoch_s: float) -> float:
+        """Raise ``stream``'s event-time watermark to ``epoch_s`` if later; return the watermark."""
+        return float(await self._watermark(keys=[self._k("watermark", stream)], args=[epoch_s]))
+
+    async def park_outcomes(self, outcomes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Keep outcomes that arrived before their lead was scored (topics are consumed
+        independently, so a conversion can overtake its lead). A positive replaces a loss."""
+        if not outcomes:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lead_id, outcome in outcomes:
+                key = self._k("early", lead_id)
+                pipe.set(key, orjson.dumps(outcome), ex=self.state_ttl_s, nx=not outcome["label"])
+            await pipe.execute()
+
+    async def parked_outcomes(self, lead_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The parked outcome of each lead, if any."""
+        if not lead_ids:
+            return []
+        raw = await self.client.mget([self._k("early", lead_id) for lead_id in lead_ids])
+        return [orjson.loads(r) if r else None for r in raw]
+
+    async def unpark(self, lead_ids: Sequence[str]) -> None:
+        """Drop parked outcomes once their examples were produced."""
+        if lead_ids:
+            await self.client.delete(*(self._k("early", lead_id) for lead_id in lead_ids))
 
     async def expired(self, before_epoch_s: float, limit: int = 5000) -> list[str]:
         """Leads created before ``before_epoch_s`` that are still waiting for a label."""
@@ -183,5 +207,7 @@ class RedisState:
 
     async def forget_lead(self, lead_id: str) -> None:
         """Erase every piece of state kept for a lead."""
-        await self.client.delete(self._k("eng", lead_id), self._k("snap", lead_id))
+        await self.client.delete(
+            self._k("eng", lead_id), self._k("snap", lead_id), self._k("early", lead_id)
+        )
         await self.client.zrem(self._k("pending"), lead_id)

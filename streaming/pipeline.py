@@ -143,19 +143,25 @@ class Pipeline:
             self.metrics.events_in.labels(
                 topic=ingestor.topic, event_type=a.event["event_type"]
             ).inc()
-        if fresh:
-            latest = max(a.occurred_at for a, _ in fresh).timestamp()
-            await self.state.advance_watermark(latest)
+        latest: dict[int, float] = {}
+        for a, msg in fresh:
+            ts = a.occurred_at.timestamp()
+            latest[msg.partition] = max(ts, latest.get(msg.partition, 0.0))
+        for partition, ts in latest.items():
+            await self.state.advance_watermark(f"{kind}:{partition}", ts)
+        labels: list[tuple[str, Awaitable[Any]]] = []
         if kind == "lead":
-            pending.extend(await self._score(fresh, now))
-        labelled: list[str] = []
-        if kind == "conversion":
-            for lead_id, sent in await self._label_conversions([a for a, _ in fresh], now):
-                labelled.append(lead_id)
-                pending.append(sent)
-        await asyncio.gather(*pending)
+            sends, snapshots = await self._score(fresh, now)
+            pending.extend(sends)
+            labels = await self._label_parked(snapshots, now)
+        elif kind == "conversion":
+            labels = await self._label_conversions([a for a, _ in fresh], now)
+        await asyncio.gather(*pending, *(sent for _, sent in labels))
         # Only now that the examples are on the broker are the labels settled.
+        labelled = [lead_id for lead_id, _ in labels]
         await self.state.settle(labelled)
+        if kind == "lead":
+            await self.state.unpark(labelled)
         if kind != "touchpoint":  # touchpoints were marked atomically with their counter
             await self.state.mark([a.event_id for a, _ in fresh])
 
@@ -200,9 +206,10 @@ class Pipeline:
 
     async def _score(
         self, fresh: list[tuple[Accepted, Message]], now: datetime
-    ) -> list[Awaitable[Any]]:
+    ) -> tuple[list[Awaitable[Any]], list[tuple[str, float, dict[str, Any]]]]:
+        """Score, publish and snapshot fresh leads; returns the sends and the snapshots."""
         if not fresh:
-            return []
+            return [], []
         cfg = self.settings.models
         model = self.model
         expected_revenue = model.expected_revenue()
@@ -249,7 +256,7 @@ class Pipeline:
         await self.state.save_snapshots(snapshots)
         await write_with_retry(self.sinks["scored_leads"], rows, self.metrics)
         self.metrics.leads_scored.inc(len(rows))
-        return sends
+        return sends, snapshots
 
     # -- labels ---------------------------------------------------------------------
 
@@ -271,22 +278,57 @@ class Pipeline:
         unmatched = [lid for lid, s in zip(lead_ids, snapshots, strict=True) if s is None]
         scored = dict(zip(unmatched, await self.state.was_scored(unmatched), strict=True))
         sends: list[tuple[str, Awaitable[Any]]] = []
+        early: list[tuple[str, dict[str, Any]]] = []
         for lead_id, snapshot in zip(lead_ids, snapshots, strict=True):
             label, conv = decisive[lead_id]
+            outcome = {
+                "label": label,
+                "occurred_at": conv.occurred_at.timestamp(),
+                "revenue": _float(conv.event.get("revenue")),
+            }
             if snapshot is None:
-                why = "already_labelled" if scored[lead_id] else "unknown_lead"
-                self.metrics.labels_unmatched.labels(reason=why).inc()
+                if scored[lead_id]:
+                    self.metrics.labels_unmatched.labels(reason="already_labelled").inc()
+                else:  # the lead's own event has not been processed yet
+                    self.metrics.labels_unmatched.labels(reason="parked_until_lead").inc()
+                    early.append((lead_id, outcome))
                 continue
-            if conv.occurred_at.timestamp() - snapshot["created_at"] > self._horizon_s:
-                self.metrics.labels_unmatched.labels(reason="after_horizon").inc()
-                continue  # the sweep labels it negative
-            revenue = conv.event.get("revenue")
-            sent = await self._emit_example(lead_id, snapshot, label, now, revenue)
-            sends.append((lead_id, sent))
+            sent = await self._example_for(lead_id, snapshot, outcome, now)
+            if sent is not None:
+                sends.append((lead_id, sent))
+        await self.state.park_outcomes(early)
         return sends
 
+    async def _label_parked(
+        self, snapshots: list[tuple[str, float, dict[str, Any]]], now: datetime
+    ) -> list[tuple[str, Awaitable[Any]]]:
+        """Label freshly scored leads whose outcome arrived before them."""
+        parked = await self.state.parked_outcomes([lead_id for lead_id, _, _ in snapshots])
+        sends = []
+        for (lead_id, _, snapshot), outcome in zip(snapshots, parked, strict=True):
+            if outcome is not None:
+                sent = await self._example_for(lead_id, snapshot, outcome, now)
+                if sent is not None:
+                    sends.append((lead_id, sent))
+        return sends
+
+    async def _example_for(
+        self, lead_id: str, snapshot: dict[str, Any], outcome: dict[str, Any], now: datetime
+    ) -> Awaitable[Any] | None:
+        if outcome["occurred_at"] - snapshot["created_at"] > self._horizon_s:
+            self.metrics.labels_unmatched.labels(reason="after_horizon").inc()
+            return None  # the sweep labels it negative
+        return await self._emit_example(
+            lead_id, snapshot, outcome["label"], now, outcome["revenue"]
+        )
+
     async def _emit_example(
-        self, lead_id: str, snapshot: dict[str, Any], label: int, now: datetime, revenue: Any
+        self,
+        lead_id: str,
+        snapshot: dict[str, Any],
+        label: int,
+        now: datetime,
+        revenue: float | None,
     ) -> Awaitable[Any]:
         self.metrics.training_examples.labels(label=str(label)).inc()
         example = {
@@ -297,13 +339,21 @@ class Pipeline:
             "model_version": snapshot["model_version"],
             "scored_at": snapshot["scored_at"],
             "labelled_at": now,
-            "revenue": float(revenue) if revenue is not None else None,
+            "revenue": revenue,
         }
         return await self.send(self.topics.training, lead_id.encode(), dumps(example))
 
     async def sweep(self) -> int:
-        """Label negative every lead that aged past the horizon (event time) without converting."""
-        watermark = await self.state.advance_watermark(0)
+        """Label negative every lead that aged past the horizon without converting.
+
+        "Past the horizon" is measured on the conversion stream's own event time,
+        the slowest of its partitions: only once conversions up to a lead's
+        creation plus the horizon have been processed is the absence of one a fact.
+        """
+        watermark = min(
+            [await self.state.advance_watermark(f"conversion:{p}", 0)
+             for p in range(self.settings.kafka.partitions)]
+        )  # fmt: skip
         if watermark <= 0:
             return 0
         expired = await self.state.expired(watermark - self._horizon_s)
@@ -371,3 +421,7 @@ class Pipeline:
         self.model = bundle
         self.metrics.model_version.set(bundle.version)
         return True
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
