@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli._logging import configure_logging
+from cli.bench import bench_app
 from cli.demo import demo
 from cli.services import services_app
 from cli.worker import generate, worker
@@ -31,6 +32,7 @@ app.add_typer(services_app, name="services")
 app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("generate")(generate)
+app.add_typer(bench_app, name="bench")
 
 
 @app.callback()

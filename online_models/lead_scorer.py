@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from river import base, linear_model, optim, preprocessing
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """One feature's signed share of the logit."""
+class Contribution(NamedTuple):
+    """One feature's signed share of the logit (a tuple: one is built per feature per score)."""
 
     feature: str
     value: float
@@ -20,16 +20,26 @@ class Contribution:
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    """A score with its logit split into an intercept and per-feature contributions."""
+    """A score with its logit split into an intercept and per-feature contributions.
+
+    ``raw`` holds (feature, value, contribution) tuples; :class:`Contribution`
+    objects are built on demand, since scoring needs only the top few.
+    """
 
     proba: float
     logit: float
     intercept: float
-    contributions: tuple[Contribution, ...]
+    raw: list[tuple[str, float, float]]
+
+    @property
+    def contributions(self) -> tuple[Contribution, ...]:
+        """Every feature's contribution."""
+        return tuple(Contribution._make(r) for r in self.raw)
 
     def top(self, n: int) -> list[Contribution]:
         """The ``n`` contributions with the largest absolute effect."""
-        return sorted(self.contributions, key=lambda c: -abs(c.contribution))[:n]
+        best = heapq.nlargest(n, self.raw, key=lambda r: abs(r[2]))
+        return [Contribution._make(r) for r in best]
 
 
 class LeadScorer(base.Classifier):
@@ -114,18 +124,32 @@ class LeadScorer(base.Classifier):
         return {False: 1.0 - p, True: p}
 
     def explain_one(self, x: dict[str, float]) -> Explanation:
-        """The score with its exact additive decomposition of the logit."""
-        xt = self._transform(x)
+        """The score with its exact additive decomposition of the logit.
+
+        One pass: scale, weigh, and keep each feature's contribution (the hot path
+        of the score agent, so it does not build the transformed dict).
+        """
         # River's public `weights` copies the dict on every call; read the live one.
         weights = self._lr._weights  # noqa: SLF001
-        contributions = tuple(
-            Contribution(name, x[name], weights[name] * value)
-            for name, value in xt.items()
-            if name in weights
-        )
+        means = self._scaler.means
+        variances = self._scaler.vars
+        raw: list[tuple[str, float, float]] = []
+        total = 0.0
+        for name, value in x.items():
+            w = weights.get(name) if name in weights else None
+            if w is None:
+                continue
+            if "=" not in name:
+                var = variances.get(name, 0.0)
+                scaled = (value - means[name]) / math.sqrt(var) if var > 0 else 0.0
+            else:
+                scaled = value
+            c = w * scaled
+            total += c
+            raw.append((name, value, c))
         intercept = float(self._lr.intercept)
-        logit = intercept + sum(c.contribution for c in contributions)
-        return Explanation(_sigmoid(logit), logit, intercept, contributions)
+        logit = intercept + total
+        return Explanation(_sigmoid(logit), logit, intercept, raw)
 
     def _logit(self, xt: dict[str, float]) -> float:
         weights = self._lr._weights  # noqa: SLF001

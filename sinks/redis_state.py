@@ -19,15 +19,45 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-# KEYS: dedup key, engagement hash. ARGV: touch type, dedup ttl, engagement ttl.
-# Counts the touchpoint once per event_id, whatever the number of deliveries.
+# One script call per batch: redis-py spends far more time packing a command
+# than Redis spends running it, so per-event commands cap the worker's speed.
+
+# ARGV: dedup ttl, engagement ttl, then (dedup key, engagement key, touch type) per event.
+# Counts each touchpoint once per event_id, whatever the number of deliveries.
 _TOUCH = """
-if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) then
-  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  return 1
+local out = {}
+for i = 3, #ARGV, 3 do
+  if redis.call('SET', ARGV[i], 1, 'NX', 'EX', ARGV[1]) then
+    redis.call('HINCRBY', ARGV[i + 1], ARGV[i + 2], 1)
+    redis.call('EXPIRE', ARGV[i + 1], ARGV[2])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
 end
-return 0
+return out
+"""
+
+# ARGV: ttl, then keys. Sets every key to 1 with the ttl.
+_MARK = """
+for i = 2, #ARGV do redis.call('SET', ARGV[i], 1, 'EX', ARGV[1]) end
+return #ARGV - 1
+"""
+
+# KEYS: pending zset. ARGV: ttl, then (snapshot key, lead id, created, snapshot) per lead.
+_SNAPSHOTS = """
+for i = 2, #ARGV, 4 do
+  redis.call('SET', ARGV[i], ARGV[i + 3], 'EX', ARGV[1])
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 2], ARGV[i + 1])
+end
+return 1
+"""
+
+# ARGV: engagement keys. Returns each hash flattened.
+_HGETALL = """
+local out = {}
+for i = 1, #ARGV do out[i] = redis.call('HGETALL', ARGV[i]) end
+return out
 """
 
 # KEYS: watermark key. ARGV: candidate (epoch seconds). Keeps the maximum.
@@ -38,18 +68,29 @@ if new > cur then redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1] end
 return tostring(cur)
 """
 
-# KEYS: pending zset, snapshot key. ARGV: lead id.
-# The snapshot of a lead still waiting for its label, else nil. Reading does not
-# settle the label: that happens after the example is safely produced.
+# KEYS: pending zset. ARGV: (lead id, snapshot key) per lead.
+# Each snapshot of a lead still waiting for its label, else false. Reading does
+# not settle the label: that happens after the example is safely produced.
 _PENDING = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return redis.call('GET', KEYS[2])
+local out = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    out[#out + 1] = redis.call('GET', ARGV[i + 1]) or ''
+  else
+    out[#out + 1] = ''
+  end
 end
-return false
+return out
 """
 
-# KEYS: learned key. ARGV: ttl. 1 the first time a lead's example is learned.
-_FIRST = "return redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) and 1 or 0"
+# ARGV: ttl, then learned keys. 1 for each key set for the first time.
+_FIRST = """
+local out = {}
+for i = 2, #ARGV do
+  out[#out + 1] = redis.call('SET', ARGV[i], 1, 'NX', 'EX', ARGV[1]) and 1 or 0
+end
+return out
+"""
 
 
 class RedisState:
@@ -73,6 +114,9 @@ class RedisState:
         self.dedup_ttl_s = dedup_ttl_s
         self.state_ttl_s = state_ttl_s
         self._touch = client.register_script(_TOUCH)
+        self._mark = client.register_script(_MARK)
+        self._snapshots = client.register_script(_SNAPSHOTS)
+        self._hgetall = client.register_script(_HGETALL)
         self._watermark = client.register_script(_WATERMARK)
         self._pending = client.register_script(_PENDING)
         self._first = client.register_script(_FIRST)
@@ -89,36 +133,26 @@ class RedisState:
 
     async def mark(self, event_ids: Sequence[str]) -> None:
         """Remember these event ids as processed (call after their effects are durable)."""
-        if not event_ids:
-            return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for e in event_ids:
-                pipe.set(self._k("dedup", e), 1, ex=self.dedup_ttl_s)
-            await pipe.execute()
+        if event_ids:
+            await self._mark(args=[self.dedup_ttl_s, *(self._k("dedup", e) for e in event_ids)])
 
     async def count_touchpoints(self, touches: Sequence[tuple[str, str, str]]) -> list[bool]:
         """Count (event_id, lead_id, touch type) once each; returns which were new."""
         if not touches:
             return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for event_id, lead_id, kind in touches:
-                await self._touch(
-                    keys=[self._k("dedup", event_id), self._k("eng", lead_id)],
-                    args=[kind, self.dedup_ttl_s, self.state_ttl_s],
-                    client=pipe,
-                )
-            results = await pipe.execute()
-        return [bool(r) for r in results]
+        args: list[Any] = [self.dedup_ttl_s, self.state_ttl_s]
+        for event_id, lead_id, kind in touches:
+            args += (self._k("dedup", event_id), self._k("eng", lead_id), kind)
+        return [bool(r) for r in await self._touch(args=args)]
 
     async def engagement(self, lead_ids: Sequence[str]) -> list[dict[str, float]]:
         """Touchpoint counts so far for each lead."""
         if not lead_ids:
             return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for lead_id in lead_ids:
-                pipe.hgetall(self._k("eng", lead_id))
-            raw = await pipe.execute()
-        return [{k.decode(): float(v) for k, v in r.items()} for r in raw]
+        raw = await self._hgetall(args=[self._k("eng", lead_id) for lead_id in lead_ids])
+        return [
+            {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)} for flat in raw
+        ]
 
     async def save_snapshots(self, snapshots: Sequence[tuple[str, float, dict[str, Any]]]) -> None:
         """Keep (lead_id, created epoch seconds, snapshot) until the lead's label is known.
@@ -128,22 +162,19 @@ class RedisState:
         """
         if not snapshots:
             return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for lead_id, created, snapshot in snapshots:
-                pipe.set(self._k("snap", lead_id), orjson.dumps(snapshot), ex=self.state_ttl_s)
-                pipe.zadd(self._k("pending"), {lead_id: created}, nx=True)
-            await pipe.execute()
+        args: list[Any] = [self.state_ttl_s]
+        for lead_id, created, snapshot in snapshots:
+            args += (self._k("snap", lead_id), lead_id, created, orjson.dumps(snapshot))
+        await self._snapshots(keys=[self._k("pending")], args=args)
 
     async def pending_snapshots(self, lead_ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """Each lead's snapshot while its label is pending; ``None`` if settled or unknown."""
         if not lead_ids:
             return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for lead_id in lead_ids:
-                await self._pending(
-                    keys=[self._k("pending"), self._k("snap", lead_id)], args=[lead_id], client=pipe
-                )
-            raw = await pipe.execute()
+        args: list[Any] = []
+        for lead_id in lead_ids:
+            args += (lead_id, self._k("snap", lead_id))
+        raw = await self._pending(keys=[self._k("pending")], args=args)
         return [orjson.loads(r) if r else None for r in raw]
 
     async def settle(self, lead_ids: Sequence[str]) -> None:
@@ -155,12 +186,8 @@ class RedisState:
         """For each lead, True only the first time its example reaches the learner."""
         if not lead_ids:
             return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for lead_id in lead_ids:
-                await self._first(
-                    keys=[self._k("learned", lead_id)], args=[self.state_ttl_s], client=pipe
-                )
-            return [bool(r) for r in await pipe.execute()]
+        keys = [self._k("learned", lead_id) for lead_id in lead_ids]
+        return [bool(r) for r in await self._first(args=[self.state_ttl_s, *keys])]
 
     async def was_scored(self, lead_ids: Sequence[str]) -> list[bool]:
         """Whether a snapshot exists for each lead (labelled or not)."""

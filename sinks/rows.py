@@ -54,6 +54,11 @@ TABLE_FOR_KIND: dict[str, str] = {
     "spend": "spend",
 }
 
+# Fields that never go to `attributes`: the columns, and the schema version.
+_KNOWN: dict[str, frozenset[str]] = {
+    table: frozenset(columns) | {"schema_version"} for table, columns in COLUMNS.items()
+}
+
 # Defaults for columns that are not Nullable when the event lacks the field.
 _DEFAULTS: dict[str, Any] = {"campaign_id": "", "email_is_free": False}
 
@@ -77,16 +82,13 @@ def event_row(table: str, event: Mapping[str, Any], ingested_at: datetime) -> Ro
     '{"url":"/pricing"}'
     """
     columns = COLUMNS[table]
+    known = _KNOWN[table]
     row: Row = []
     for name in columns:
         if name == "ingested_at":
             row.append(ingested_at)
         elif name == "attributes":
-            extra = {
-                k: v
-                for k, v in event.items()
-                if k not in columns and k != "schema_version" and v is not None
-            }
+            extra = {k: v for k, v in event.items() if k not in known and v is not None}
             row.append(orjson.dumps(extra, default=_json_default).decode())
         else:
             value = event.get(name)

@@ -134,7 +134,9 @@ class Ingestor:
                 partition,
                 offset,
             )
-        event = hash_personal_fields(model.model_dump(), self.pii_fields, self.key)
+        # The models are flat: their fields and extras are the event (cheaper than model_dump).
+        fields = {**model.__dict__, **(model.__pydantic_extra__ or {})}
+        event = hash_personal_fields(fields, self.pii_fields, self.key)
         return Accepted(
             kind=self.kind,
             key=str(event[self._key_field]),

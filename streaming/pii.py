@@ -7,7 +7,6 @@ in every event and the hash cannot be reversed without the key.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
@@ -33,12 +32,13 @@ PHONE_RE = re.compile(r"\+?\d[\d ()\-.]{7,}\d")
 def keyed_hash(key: bytes, value: str) -> str:
     """HMAC-SHA256 of a normalised value, as 64 hex characters.
 
-    >>> keyed_hash(b"k" * 16, "a@b.com") == keyed_hash(b"k" * 16, "a@b.com")
+    >>> keyed_hash(b"k" * 16, "a@b.com") == hmac.new(b"k" * 16, b"a@b.com", "sha256").hexdigest()
     True
     >>> len(keyed_hash(b"k" * 16, "a@b.com"))
     64
     """
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot OpenSSL path: several times faster than hmac.new(...).
+    return hmac.digest(key, value.encode("utf-8"), "sha256").hex()
 
 
 def normalise_pii(field: str, value: str) -> str:
