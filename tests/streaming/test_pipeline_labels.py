@@ -1,0 +1,207 @@
+"""The label join in the pipeline, on real Redis and chDB, with produced messages captured.
+
+Topics are consumed independently, so outcomes can overtake their lead; labels
+must still be right, come from the features known when the lead was scored,
+and be emitted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+from online_models.bundle import ModelStore
+from sinks.clickhouse import ClickHouseSink, connect, migrate
+from sinks.metrics import Metrics
+from sinks.redis_state import RedisState
+from sinks.rows import COLUMNS
+from streaming.pipeline import Message, Pipeline
+
+pytestmark = pytest.mark.integration
+DAY = 86400.0
+
+
+class Captured:
+    """A sender that records messages and delivers them at once."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes | None, dict[str, Any]]] = []
+
+    async def __call__(self, topic: str, key: bytes | None, value: bytes) -> Any:
+        self.messages.append((topic, key, orjson.loads(value)))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [v for t, _, v in self.messages if t == topic]
+
+
+@pytest.fixture
+async def setup(
+    redis_url: str, run_id: str, tmp_path: Path
+) -> AsyncIterator[tuple[Pipeline, Captured, Any]]:
+    settings = Settings(
+        redis={"url": redis_url, "key_prefix": f"lbl-{run_id}"},
+        clickhouse={"chdb_path": tmp_path / "chdb"},
+        models={"horizon_days": 30, "target_stage": "sql"},
+        kafka={"partitions": 1},
+        pii_hash_key="label-test-key-0123456789",
+    )
+    client = aioredis.from_url(redis_url)
+    ch = connect(settings.clickhouse)
+    migrate(ch, settings.clickhouse.database)
+    lock = threading.Lock()
+    sinks = {t: ClickHouseSink(t, ch, settings.clickhouse.database, lock) for t in COLUMNS}
+    sent = Captured()
+    state = RedisState(client, settings.redis.key_prefix, 3600, 3600)
+    pipeline = Pipeline(
+        settings,
+        state,
+        ModelStore(client, settings.redis.key_prefix),
+        sinks,
+        Metrics.create(CollectorRegistry()),
+        sent,
+        settings.require_pii_key(),
+    )
+    yield pipeline, sent, ch
+    await client.aclose()
+
+
+_offsets = iter(range(10**9))
+
+
+def msg(event: dict[str, Any]) -> Message:
+    return Message(0, next(_offsets), None, orjson.dumps(event), 0.0)
+
+
+def lead(lead_id: str, day: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"lead-{lead_id}-{day}",
+        "event_type": "lead_created",
+        "schema_version": 1,
+        "occurred_at": _iso(day),
+        "lead_id": lead_id,
+        "channel": "email",
+        **extra,
+    }
+
+
+def conversion(lead_id: str, day: float, stage: str) -> dict[str, Any]:
+    return {
+        "event_id": f"conv-{lead_id}-{stage}",
+        "event_type": "stage_change",
+        "schema_version": 1,
+        "occurred_at": _iso(day),
+        "lead_id": lead_id,
+        "stage": stage,
+    }
+
+
+def touch(lead_id: str, day: float, n: int) -> dict[str, Any]:
+    return {
+        "event_id": f"touch-{lead_id}-{n}",
+        "event_type": "demo_request",
+        "schema_version": 1,
+        "occurred_at": _iso(day),
+        "lead_id": lead_id,
+    }
+
+
+def _iso(day: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(1_767_225_600 + day * DAY, tz=UTC).isoformat()  # 2026-01-01 + day
+
+
+async def test_conversion_after_the_lead_gives_one_positive(setup: Any) -> None:
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("lead", [msg(lead("a", 0))])
+    await pipeline.handle_raw("conversion", [msg(conversion("a", 3, "mql"))])
+    assert sent.on(pipeline.topics.training) == []  # mql is below the target stage
+    await pipeline.handle_raw("conversion", [msg(conversion("a", 6, "sql"))])
+    await pipeline.handle_raw("conversion", [msg(conversion("a", 20, "won"))])  # already labelled
+    examples = sent.on(pipeline.topics.training)
+    assert [(e["lead_id"], e["label"]) for e in examples] == [("a", 1)]
+
+
+async def test_conversion_that_overtakes_its_lead_is_parked_then_labelled(setup: Any) -> None:
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("conversion", [msg(conversion("b", 5, "sql"))])
+    assert sent.on(pipeline.topics.training) == []
+    await pipeline.handle_raw("lead", [msg(lead("b", 0))])
+    examples = sent.on(pipeline.topics.training)
+    assert [(e["lead_id"], e["label"]) for e in examples] == [("b", 1)]
+    # The sweep, later, does not label it again.
+    await pipeline.handle_raw("conversion", [msg(conversion("z", 200, "mql"))])
+    await pipeline.sweep()
+    assert [e["lead_id"] for e in sent.on(pipeline.topics.training)] == ["b"]
+
+
+async def test_silence_past_the_horizon_is_a_negative_measured_on_conversion_time(
+    setup: Any,
+) -> None:
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("lead", [msg(lead("c", 0)), msg(lead("d", 25))])
+    # Leads and touchpoints far in the future do not move the conversion watermark.
+    await pipeline.handle_raw("lead", [msg(lead("e", 100))])
+    assert await pipeline.sweep() == 0
+    await pipeline.handle_raw("conversion", [msg(conversion("x", 40, "mql"))])
+    assert await pipeline.sweep() == 1  # c is 40 days old on the conversion stream; d is not
+    assert [(e["lead_id"], e["label"]) for e in sent.on(pipeline.topics.training)] == [("c", 0)]
+    # A conversion after the horizon does not turn it positive.
+    await pipeline.handle_raw("conversion", [msg(conversion("c", 45, "sql"))])
+    assert [(e["lead_id"], e["label"]) for e in sent.on(pipeline.topics.training)] == [("c", 0)]
+
+
+async def test_lost_is_an_immediate_negative(setup: Any) -> None:
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("lead", [msg(lead("f", 0))])
+    await pipeline.handle_raw("conversion", [msg(conversion("f", 4, "lost"))])
+    assert [(e["lead_id"], e["label"]) for e in sent.on(pipeline.topics.training)] == [("f", 0)]
+
+
+async def test_examples_carry_the_features_known_when_scored_not_later_ones(setup: Any) -> None:
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("touchpoint", [msg(touch("g", 0.1, 1))])
+    await pipeline.handle_raw("lead", [msg(lead("g", 0.2, pages_viewed=2))])
+    scored = sent.on(pipeline.topics.scored)[-1]
+    # Engagement that happens after scoring must not reach the training example.
+    await pipeline.handle_raw("touchpoint", [msg(touch("g", 1, n)) for n in range(2, 9)])
+    await pipeline.handle_raw("conversion", [msg(conversion("g", 3, "sql"))])
+    (example,) = sent.on(pipeline.topics.training)
+    assert example["features"]["eng_demo_request"] == pytest.approx(0.693, abs=1e-3)  # log1p(1)
+    assert example["score"] == pytest.approx(scored["score"], abs=1e-6)
+
+
+async def test_the_learner_learns_each_lead_once_and_publishes(setup: Any) -> None:
+    pipeline, sent, ch = setup
+    await pipeline.handle_raw(
+        "lead", [msg(lead(f"h{i}", 0, pages_viewed=i % 5)) for i in range(20)]
+    )
+    await pipeline.handle_raw(
+        "conversion",
+        [msg(conversion(f"h{i}", 3, "sql" if i % 5 > 2 else "lost")) for i in range(20)],
+    )
+    examples = [m for m in sent.messages if m[0] == pipeline.topics.training]
+    assert len(examples) == 20
+    replayed = [Message(0, i, k, orjson.dumps(v), 0.0) for i, (_, k, v) in enumerate(examples)]
+    await pipeline.learn(replayed)
+    await pipeline.learn(replayed)  # a redelivery: nothing is learned twice
+    assert pipeline.learning is not None and pipeline.learning.examples == 20
+    version = await pipeline.publish()
+    assert version is not None and await pipeline.refresh_model()
+    assert pipeline.model.version == version and pipeline.model.examples == 20
+    rows = ch.query(
+        "SELECT count(), sum(label) FROM leadstream.training_examples FINAL"
+    ).result_rows[0]
+    assert tuple(rows) == (20, 8)
