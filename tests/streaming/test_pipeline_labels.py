@@ -75,6 +75,7 @@ async def setup(
     )
     yield pipeline, sent, ch
     await client.aclose()
+    ch.close()  # chDB serves one data directory per process at a time
 
 
 _offsets = iter(range(10**9))
