@@ -157,3 +157,20 @@ def _default_text(leaf: _Leaf) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value)
+
+
+def settings_markdown(model: type[BaseSettings] = Settings) -> str:
+    """The settings table as Markdown, as the README shows it.
+
+    >>> settings_markdown().splitlines()[0]
+    '| variable | default | meaning |'
+    """
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, default, description in settings_table(model):
+        shown = default.replace("|", "\\|")
+        lines.append(f"| `{name}` | `{shown}` | {description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_markdown())

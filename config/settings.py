@@ -31,14 +31,16 @@ class _Section(BaseModel):
 class TopicNames(_Section):
     """Kafka topic names; the defaults are the ones in DESIGN.md."""
 
-    leads: str = "leads.raw"
-    touchpoints: str = "touchpoints.raw"
-    conversions: str = "conversions.raw"
-    spend: str = "spend.raw"
-    scored: str = "leads.scored"
-    training: str = "training.examples"
-    anomalies: str = "anomalies"
-    deadletter: str = "deadletter"
+    leads: str = Field("leads.raw", description="lead created or updated, keyed by lead_id")
+    touchpoints: str = Field("touchpoints.raw", description="engagement events, keyed by lead_id")
+    conversions: str = Field("conversions.raw", description="stage changes, keyed by lead_id")
+    spend: str = Field("spend.raw", description="daily campaign spend, keyed by campaign_id")
+    scored: str = Field("leads.scored", description="scored leads for sales tools")
+    training: str = Field(
+        "training.examples", description="labelled examples for the learner (one partition)"
+    )
+    anomalies: str = Field("anomalies", description="detected anomalies and drift")
+    deadletter: str = Field("deadletter", description="rejected events with their reason")
 
     def raw(self) -> dict[str, str]:
         """Map each raw topic name to the kind of event it carries."""
@@ -53,18 +55,29 @@ class TopicNames(_Section):
 class KafkaSettings(_Section):
     """Broker connection and consumer tuning."""
 
-    bootstrap: str = "kafka://127.0.0.1:19092"
-    app_id: str = "leadstream"
+    bootstrap: str = Field(
+        "kafka://127.0.0.1:19092",
+        description="Kafka bootstrap servers, Faust style (`kafka://host:port;kafka://host2:port`)",
+    )
+    app_id: str = Field("leadstream", description="consumer group and Faust app id")
     topics: TopicNames = TopicNames()
-    partitions: int = Field(4, ge=1)
-    replication_factor: int = Field(1, ge=1)
+    partitions: int = Field(4, ge=1, description="partitions of the topics leadstream creates")
+    replication_factor: int = Field(
+        1, ge=1, description="replication factor of the topics leadstream creates"
+    )
     # Tansu (and Kafka) make a joining member wait about half the session timeout.
-    session_timeout_s: float = Field(10.0, gt=0)
-    heartbeat_interval_s: float = Field(1.0, gt=0)
+    session_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="consumer group session timeout (a joining member waits about half of it)",
+    )
+    heartbeat_interval_s: float = Field(1.0, gt=0, description="consumer heartbeat interval")
     batch_size: int = Field(2000, ge=1, description="max events one agent handles per batch")
     batch_within_s: float = Field(0.2, gt=0, description="max seconds a batch waits to fill")
     max_event_bytes: int = Field(256 * 1024, ge=1024, description="larger events are rejected")
-    commit_interval_s: float = Field(1.0, gt=0)
+    commit_interval_s: float = Field(
+        1.0, gt=0, description="how often processed offsets are committed"
+    )
     data_dir: Path = Field(
         Path("var/faust"), description="Faust's local folder (no state that matters)"
     )
@@ -73,9 +86,14 @@ class KafkaSettings(_Section):
 class RedisSettings(_Section):
     """Redis holds the state that matters across restarts: dedup keys, engagement, snapshots."""
 
-    url: str = "redis://127.0.0.1:16379/0"
-    key_prefix: str = "ls"
-    dedup_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    url: str = Field(
+        "redis://127.0.0.1:16379/0",
+        description="Redis URL for dedup keys, engagement, snapshots and models",
+    )
+    key_prefix: str = Field("ls", description="prefix of every Redis key (one per deployment)")
+    dedup_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="how long an event_id is remembered for deduplication"
+    )
 
 
 class ClickHouseSettings(_Section):
@@ -84,28 +102,39 @@ class ClickHouseSettings(_Section):
     dsn: str | None = Field(
         None, description="http(s)://user:password@host:8123/database; empty means chDB"
     )
-    chdb_path: Path = Path("var/chdb")
-    database: str = "leadstream"
+    chdb_path: Path = Field(
+        Path("var/chdb"),
+        description="chDB data directory (embedded ClickHouse, used when no DSN is set)",
+    )
+    database: str = Field("leadstream", description="ClickHouse database")
 
 
 class MetricsSettings(_Section):
     """The worker's Prometheus /metrics endpoint."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="address the worker serves /metrics on")
     port: int = Field(9464, ge=0, le=65535, description="0 turns the endpoint off")
 
 
 class ModelSettings(_Section):
     """Online model, label join and score bands."""
 
-    learning_rate: float = Field(0.03, gt=0)
-    l2: float = Field(1e-4, ge=0)
-    target_stage: Literal["mql", "sql", "opportunity", "won"] = "sql"
-    horizon_days: float = Field(90.0, gt=0)
+    learning_rate: float = Field(
+        0.03, gt=0, description="SGD step size of the online logistic regression"
+    )
+    l2: float = Field(1e-4, ge=0, description="L2 regularisation of the online model")
+    target_stage: Literal["mql", "sql", "opportunity", "won"] = Field(
+        "sql", description="the stage that counts as a conversion"
+    )
+    horizon_days: float = Field(
+        90.0,
+        gt=0,
+        description="a lead without the target stage this many days after creation is a negative",
+    )
     band_a: float = Field(0.5, gt=0, lt=1, description="score at or above: band A")
-    band_b: float = Field(0.25, gt=0, lt=1)
-    band_c: float = Field(0.1, gt=0, lt=1)
-    top_reasons: int = Field(5, ge=1, le=50)
+    band_b: float = Field(0.25, gt=0, lt=1, description="score at or above: band B")
+    band_c: float = Field(0.1, gt=0, lt=1, description="score at or above: band C (below: D)")
+    top_reasons: int = Field(5, ge=1, le=50, description="contributions published with each score")
     publish_every_s: float = Field(2.0, gt=0, description="learner snapshot interval")
     reload_every_s: float = Field(1.0, gt=0, description="scorers look for a newer model")
     sweep_every_s: float = Field(1.0, gt=0, description="negative-label sweep interval")
@@ -123,11 +152,13 @@ class ModelSettings(_Section):
 class ServiceSettings(_Section):
     """Ports and folders for `leadstream services` (local development and tests)."""
 
-    run_dir: Path = Path("var/run")
-    broker_port: int = 19092
-    redis_port: int = 16379
-    prometheus_port: int = 19090
-    alertmanager_port: int = 19093
+    run_dir: Path = Field(
+        Path("var/run"), description="pid files, logs and data of `leadstream services`"
+    )
+    broker_port: int = Field(19092, description="port of the local broker")
+    redis_port: int = Field(16379, description="port of the local Redis")
+    prometheus_port: int = Field(19090, description="port of the local Prometheus")
+    alertmanager_port: int = Field(19093, description="port of the local Alertmanager")
 
 
 class Settings(BaseSettings):
@@ -159,8 +190,12 @@ class Settings(BaseSettings):
         "name",
         "ip_address",
     )
-    log_format: Literal["console", "json"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = Field(
+        "json", description="log lines as JSON (production) or for a console"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="lowest level logged"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -218,9 +253,18 @@ def _mask_dsn(dsn: str) -> str:
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings once; `config_file` names an optional TOML file."""
+    """Build the settings once; `config_file` names an optional TOML file.
+
+    ``LEADSTREAM_SECRETS_DIR`` names a folder with one file per secret (for
+    example ``LEADSTREAM_PII_HASH_KEY``), as Docker and Kubernetes mount them.
+    """
     if config_file is not None:
         if not config_file.is_file():
             raise ValueError(f"config file {config_file} does not exist")
         os.environ["LEADSTREAM_CONFIG_FILE"] = str(config_file)
+    secrets_dir = os.environ.get("LEADSTREAM_SECRETS_DIR")
+    if secrets_dir:
+        if not Path(secrets_dir).is_dir():
+            raise ValueError(f"LEADSTREAM_SECRETS_DIR {secrets_dir} is not a folder")
+        return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
     return Settings(**overrides)
