@@ -19,7 +19,7 @@ from streaming.pipeline import Message, Pipeline
 log = structlog.get_logger(__name__)
 
 
-def _messages(events: list[EventT]) -> list[Message]:
+def _messages(events: list[EventT[bytes]]) -> list[Message]:
     return [
         Message(
             partition=e.message.partition,

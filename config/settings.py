@@ -266,5 +266,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if secrets_dir:
         if not Path(secrets_dir).is_dir():
             raise ValueError(f"LEADSTREAM_SECRETS_DIR {secrets_dir} is not a folder")
-        return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
+        return Settings(_secrets_dir=secrets_dir, **overrides)
     return Settings(**overrides)

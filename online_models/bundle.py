@@ -72,6 +72,8 @@ class ModelStore:
         raw = await self.client.get(self._k(str(version)))
         if raw is None:
             return None
+        if not isinstance(raw, bytes):
+            raise TypeError(f"model snapshot {version} is not bytes")
         bundle = pickle.loads(raw)  # noqa: S301 - our own snapshot, see the class docstring
         if not isinstance(bundle, ModelBundle):
             raise TypeError(f"model snapshot {version} is not a ModelBundle")

@@ -113,13 +113,15 @@ class LeadScorer(base.Classifier):
                 out[name] = 0.0
         return out
 
-    def learn_one(self, x: dict[str, float], y: bool, **kwargs: Any) -> None:
+    def learn_one(self, x: dict[Any, Any], y: base.typing.ClfTarget, **kwargs: Any) -> None:
         numeric = {k: v for k, v in x.items() if "=" not in k}
         self._scaler.learn_one(numeric)
         self._lr.learn_one(self._transform(x), y)
         self.n_learned += 1
 
-    def predict_proba_one(self, x: dict[str, float], **kwargs: Any) -> dict[bool, float]:
+    def predict_proba_one(
+        self, x: dict[Any, Any], **kwargs: Any
+    ) -> dict[base.typing.ClfTarget, float]:
         p = _sigmoid(self._logit(self._transform(x)))
         return {False: 1.0 - p, True: p}
 
@@ -153,9 +155,8 @@ class LeadScorer(base.Classifier):
 
     def _logit(self, xt: dict[str, float]) -> float:
         weights = self._lr._weights  # noqa: SLF001
-        return float(self._lr.intercept) + sum(
-            weights[name] * value for name, value in xt.items() if name in weights
-        )
+        total: float = sum(weights[name] * value for name, value in xt.items() if name in weights)
+        return float(self._lr.intercept) + total
 
 
 def _sigmoid(z: float) -> float:

@@ -47,45 +47,44 @@ class Metrics:
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "leadstream") -> Metrics:
         """Register every metric on ``registry`` (never the global one)."""
-        kw = {"namespace": namespace, "registry": registry}
         return cls(
             events_in=Counter(
                 "events_in", "Valid events ingested, by topic and event type",
-                ["topic", "event_type"], **kw),
+                ["topic", "event_type"], namespace=namespace, registry=registry),
             events_rejected=Counter(
                 "events_rejected", "Events sent to the dead-letter topic, by topic and reason",
-                ["topic", "reason"], **kw),
+                ["topic", "reason"], namespace=namespace, registry=registry),
             events_duplicate=Counter(
                 "events_duplicate", "Events dropped as duplicates of an earlier event_id",
-                ["topic"], **kw),
-            leads_scored=Counter("leads_scored", "Leads scored and published", **kw),
+                ["topic"], namespace=namespace, registry=registry),
+            leads_scored=Counter("leads_scored", "Leads scored and published", namespace=namespace, registry=registry),
             scoring_latency=Histogram(
                 "scoring_latency_seconds",
                 "Seconds from the lead event reaching the broker to its score being published",
-                buckets=LATENCY_BUCKETS, **kw),
+                buckets=LATENCY_BUCKETS, namespace=namespace, registry=registry),
             lead_score=Histogram(
-                "lead_score", "Distribution of published lead scores", buckets=SCORE_BUCKETS, **kw),
+                "lead_score", "Distribution of published lead scores", buckets=SCORE_BUCKETS, namespace=namespace, registry=registry),
             consumer_lag=Gauge(
                 "consumer_lag_messages",
                 "Messages between the log end and the worker's position, by topic and partition",
-                ["topic", "partition"], **kw),
+                ["topic", "partition"], namespace=namespace, registry=registry),
             sink_batches=Counter(
-                "sink_batches", "Batches written to ClickHouse, by table", ["table"], **kw),
-            sink_rows=Counter("sink_rows", "Rows written to ClickHouse, by table", ["table"], **kw),
+                "sink_batches", "Batches written to ClickHouse, by table", ["table"], namespace=namespace, registry=registry),
+            sink_rows=Counter("sink_rows", "Rows written to ClickHouse, by table", ["table"], namespace=namespace, registry=registry),
             sink_failures=Counter(
-                "sink_failures", "Failed ClickHouse batch writes, by table", ["table"], **kw),
+                "sink_failures", "Failed ClickHouse batch writes, by table", ["table"], namespace=namespace, registry=registry),
             sink_batch_seconds=Histogram(
                 "sink_batch_seconds", "Seconds one ClickHouse batch insert took",
-                buckets=BATCH_BUCKETS, **kw),
-            model_version=Gauge("model_version", "Version of the model this worker scores with", **kw),
+                buckets=BATCH_BUCKETS, namespace=namespace, registry=registry),
+            model_version=Gauge("model_version", "Version of the model this worker scores with", namespace=namespace, registry=registry),
             training_examples=Counter(
                 "training_examples", "Labelled examples produced by the label join, by label",
-                ["label"], **kw),
+                ["label"], namespace=namespace, registry=registry),
             labels_unmatched=Counter(
                 "labels_unmatched",
                 "Conversions that found no scored lead to label, by reason",
-                ["reason"], **kw),
+                ["reason"], namespace=namespace, registry=registry),
             model_auc=Gauge(
                 "model_roc_auc", "Prequential ROC AUC of published scores against their outcomes",
-                **kw),
+                namespace=namespace, registry=registry),
         )  # fmt: skip

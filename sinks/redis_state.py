@@ -230,7 +230,7 @@ class RedisState:
         raw = await self.client.zrangebyscore(
             self._k("pending"), "-inf", before_epoch_s, start=0, num=limit
         )
-        return [r.decode() for r in raw]
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
 
     async def forget_lead(self, lead_id: str) -> None:
         """Erase every piece of state kept for a lead."""
