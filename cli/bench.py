@@ -105,6 +105,45 @@ def scoring(
     console.print(f"results: {path}")
 
 
+@bench_app.command("evaluate")
+def evaluate_quality(
+    seeds: Annotated[int, typer.Option(help="data sets of each shape")] = 3,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """`leadstream evaluate` against a batch scikit-learn logistic regression on the same history.
+
+    Generated tables shaped like real lead data (many weak numeric columns, imbalance,
+    high-cardinality categories, missing values). Needs scikit-learn (the dev extra).
+    """
+    from cli._bench_evaluate import compare
+
+    result = {"benchmark": "evaluate", "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    with console.status("evaluating"):
+        result |= compare(seeds=seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "evaluate.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    t = Table(title="evaluate vs batch scikit-learn logistic regression")
+    for col in (
+        "data set",
+        "seed",
+        "rows",
+        "positives",
+        "AUC",
+        "sklearn AUC",
+        "lift",
+        "sklearn lift",
+    ):
+        t.add_column(col, justify="left" if col == "data set" else "right")
+    for name, value in result.items():
+        if isinstance(value, dict) and "runs" in value:
+            for r in value["runs"]:
+                t.add_row(name, str(r["seed"]), str(r["rows"]), str(r["positive_rate"]), str(r["auc"]),
+                          str(r["sklearn_auc"]), str(r["lift_top_decile"]), str(r["sklearn_lift_top_decile"]))  # fmt: skip
+    console.print(t)
+    console.print(f"targets: {result['targets']}; results: {path}")
+
+
 def _print(result: dict[str, object]) -> None:
     t = Table(title="scoring benchmark")
     for col in ("path", "events/s", "p50 ms", "p99 ms"):

@@ -18,6 +18,7 @@ from rich.markup import escape
 from cli._logging import configure_logging
 from cli.bench import bench_app
 from cli.demo import demo
+from cli.evaluate import evaluate
 from cli.services import services_app
 from cli.worker import generate, worker
 from config.settings import load_settings
@@ -32,6 +33,7 @@ app.add_typer(services_app, name="services")
 app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("generate")(generate)
+app.command("evaluate")(evaluate)
 app.add_typer(bench_app, name="bench")
 
 

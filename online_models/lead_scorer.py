@@ -46,7 +46,7 @@ class LeadScorer(base.Classifier):
     """Online logistic regression whose every score can be explained exactly.
 
     Numeric features (names without ``=``) are standardised with running means
-    and variances; indicator features (``field=value``) pass through. Since the
+    and variances (and clipped to ±8 standard deviations); indicator features (``field=value``) pass through. Since the
     model is linear in the transformed features, ``weight × transformed value``
     per feature plus the intercept is exactly the logit.
 
@@ -107,7 +107,7 @@ class LeadScorer(base.Classifier):
                 out[name] = value
             elif name in means:
                 var = variances[name]
-                out[name] = (value - means[name]) / math.sqrt(var) if var > 0 else 0.0
+                out[name] = _clip((value - means[name]) / math.sqrt(var)) if var > 0 else 0.0
             else:
                 # Never seen while learning: no scale yet, so no effect.
                 out[name] = 0.0
@@ -143,7 +143,7 @@ class LeadScorer(base.Classifier):
                 continue
             if "=" not in name:
                 var = variances.get(name, 0.0)
-                scaled = (value - means[name]) / math.sqrt(var) if var > 0 else 0.0
+                scaled = _clip((value - means[name]) / math.sqrt(var)) if var > 0 else 0.0
             else:
                 scaled = value
             c = w * scaled
@@ -157,6 +157,14 @@ class LeadScorer(base.Classifier):
         weights = self._lr._weights  # noqa: SLF001
         total: float = sum(weights[name] * value for name, value in xt.items() if name in weights)
         return float(self._lr.intercept) + total
+
+
+#: Standardised values are clipped: a heavy-tailed column must not swing SGD steps.
+_CLIP = 8.0
+
+
+def _clip(z: float) -> float:
+    return _CLIP if z > _CLIP else -_CLIP if z < -_CLIP else z
 
 
 def _sigmoid(z: float) -> float:

@@ -1,0 +1,61 @@
+"""`leadstream evaluate`: model quality on a labelled file, as the stream would see it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def evaluate(
+    data: Annotated[
+        Path, typer.Argument(help="CSV or Parquet file with one labelled row per lead")
+    ],
+    label: Annotated[str, typer.Option(help="the label column (0/1, true/false, yes/no)")],
+    time: Annotated[str, typer.Option("--time", help="the column rows are ordered by")],
+    id_columns: Annotated[
+        list[str] | None, typer.Option("--id", help="id columns to leave out of the features")
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option(help="share of the latest rows scored test-then-train")
+    ] = 0.5,
+    passes: Annotated[int, typer.Option(help="backfill passes over the history")] = 12,
+    threshold: Annotated[
+        float | None, typer.Option(help="positive at or above; default: best F1 on the history")
+    ] = None,
+    folds: Annotated[int, typer.Option(help="also k-fold CV on the history when above 1")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Order rows by time, train on the history as a backfill would, then score the rest
+    test-then-train as the live stream does. Columns other than the label, time and id
+    columns are features: numeric ones as numbers, the rest as categories; missing values
+    are allowed."""
+    import pandas as pd
+
+    from online_models.evaluation import evaluate as run
+
+    if not data.is_file():
+        raise typer.BadParameter(f"{data} does not exist", param_hint="DATA")
+    frame = (
+        pd.read_parquet(data) if data.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(data)
+    )
+    try:
+        result = run(frame, label, time, id_columns or (), holdout, passes, threshold, folds)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    out = result.as_dict()
+    if as_json:
+        print(json.dumps(out))
+        return
+    table = Table(title=f"{data.name}: {out['history_rows']} history rows, {out['rows']} scored")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in out.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)

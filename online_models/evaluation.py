@@ -1,0 +1,318 @@
+"""Offline evaluation of the online model on a labelled table, the way the stream would see it.
+
+Rows are ordered by time. The first part is history: the model is trained on it
+as a backfill would (several shuffled passes). The rest is scored test-then-train,
+as the live stream does: each row is scored before its label is learned.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from online_models.lead_scorer import LeadScorer
+
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "converted", "won", "positive"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "not_converted", "lost", "negative", ""})
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Which columns are what, decided from the data."""
+
+    label: str
+    time: str
+    ids: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+
+def infer_schema(
+    frame: pd.DataFrame, label: str, time_col: str, ids: Sequence[str] = ()
+) -> TableSchema:
+    """Numeric columns stay numbers, the rest are categories; ids and the label are left out.
+
+    A column counts as numeric when at least 95% of its non-missing values parse as numbers.
+
+    >>> f = pd.DataFrame({"y": [0, 1], "t": [1, 2], "a": ["1.5", "x"], "b": [1, None], "c": ["u", "v"]})
+    >>> s = infer_schema(f, "y", "t")
+    >>> s.numeric, s.categorical
+    (('b',), ('a', 'c'))
+    """
+    for col in (label, time_col, *ids):
+        if col not in frame.columns:
+            raise ValueError(
+                f"column {col!r} is not in the file; columns are: {', '.join(map(str, frame.columns))}"
+            )
+    skip = {label, time_col, *ids}
+    numeric, categorical = [], []
+    for col in frame.columns:
+        if col in skip:
+            continue
+        values = frame[col].dropna()
+        parsed = pd.to_numeric(values, errors="coerce")
+        if len(values) and parsed.notna().mean() >= 0.95:
+            numeric.append(str(col))
+        else:
+            categorical.append(str(col))
+    return TableSchema(label, time_col, tuple(ids), tuple(numeric), tuple(categorical))
+
+
+def labels(values: Iterable[Any], column: str) -> list[int]:
+    """0/1 labels from numbers (non-zero is 1) or words (yes/no, true/false, converted…).
+
+    >>> labels([1, 0, "yes", "No", True, 2.0], "y")
+    [1, 0, 1, 0, 1, 1]
+    """
+    out = []
+    for v in values:
+        if isinstance(v, bool):
+            out.append(int(v))
+        elif isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)):
+            out.append(int(v != 0))
+        else:
+            text = str(v).strip().lower()
+            if text in _TRUE:
+                out.append(1)
+            elif text in _FALSE or text == "nan":
+                out.append(0)
+            else:
+                raise ValueError(
+                    f"label column {column!r} has the value {v!r}: use 0/1, true/false or yes/no"
+                )
+    return out
+
+
+def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str, float]]:
+    """One feature dict per row: numbers as numbers, categories as ``col=value`` indicators.
+
+    A missing number becomes a ``col__missing`` indicator, a missing category ``col=__missing__``.
+    """
+    numeric = {c: pd.to_numeric(frame[c], errors="coerce").tolist() for c in schema.numeric}
+    categorical = {c: frame[c].tolist() for c in schema.categorical}
+    out = []
+    for i in range(len(frame)):
+        x: dict[str, float] = {}
+        for c, col in numeric.items():
+            v = col[i]
+            if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
+                x[f"{c}__missing"] = 1.0
+            else:
+                x[c] = float(v)
+        for c, col in categorical.items():
+            v = col[i]
+            missing = v is None or (isinstance(v, float) and math.isnan(v))
+            x[f"{c}={'__missing__' if missing else str(v).strip()}"] = 1.0
+        out.append(x)
+    return out
+
+
+@dataclass
+class Metrics:
+    """Binary classification metrics of scores against labels."""
+
+    rows: int
+    positives: int
+    auc: float
+    logloss: float
+    brier: float
+    precision: float
+    recall: float
+    f1: float
+    threshold: float
+    lift_top_decile: float
+
+    @classmethod
+    def compute(cls, y: Sequence[int], p: Sequence[float], threshold: float) -> Metrics:
+        """All metrics at once.
+
+        >>> m = Metrics.compute([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], 0.5)
+        >>> m.auc, m.precision, m.recall
+        (0.75, 1.0, 0.5)
+        """
+        n = len(y)
+        pos = sum(y)
+        eps = 1e-15
+        logloss = -sum(
+            yi * math.log(max(pi, eps)) + (1 - yi) * math.log(max(1 - pi, eps))
+            for yi, pi in zip(y, p, strict=True)
+        ) / max(n, 1)
+        brier = sum((pi - yi) ** 2 for yi, pi in zip(y, p, strict=True)) / max(n, 1)
+        tp = sum(1 for yi, pi in zip(y, p, strict=True) if pi >= threshold and yi)
+        predicted = sum(1 for pi in p if pi >= threshold)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / pos if pos else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        order = sorted(range(n), key=lambda i: -p[i])
+        top = order[: max(1, n // 10)]
+        base = pos / n if n else 0.0
+        lift = (sum(y[i] for i in top) / len(top)) / base if base else 0.0
+        return cls(n, pos, auc(y, p), logloss, brier, precision, recall, f1, threshold, lift)
+
+
+def auc(y: Sequence[int], p: Sequence[float]) -> float:
+    """ROC AUC by ranks (ties share their average rank); NaN without both classes.
+
+    >>> auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    n = len(y)
+    pos = sum(y)
+    neg = n - pos
+    if not pos or not neg:
+        return float("nan")
+    order = sorted(range(n), key=lambda i: p[i])
+    ranks = [0.0] * n
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and p[order[j + 1]] == p[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_sum = sum(r for r, yi in zip(ranks, y, strict=True) if yi)
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def history_size(rows: int, holdout: float) -> int:
+    """How many of the earliest rows are history.
+
+    >>> history_size(1000, 0.4)
+    600
+    """
+    if not 0 < holdout < 1:
+        raise ValueError(f"--holdout must be between 0 and 1, got {holdout}")
+    split = round(rows * (1 - holdout))
+    if split < 10 or rows - split < 10:
+        raise ValueError(f"{rows} rows is too few for a holdout of {holdout}")
+    return split
+
+
+def best_f1_threshold(y: Sequence[int], p: Sequence[float]) -> float:
+    """The score threshold with the best F1 on these (training) predictions."""
+    pairs = sorted(zip(p, y, strict=True), reverse=True)
+    pos = sum(y)
+    tp = 0
+    best, best_t = -1.0, 0.5
+    for k, (pk, yk) in enumerate(pairs, start=1):
+        tp += yk
+        f1 = 2 * tp / (k + pos) if pos else 0.0
+        if f1 > best:
+            best, best_t = f1, pk
+    return best_t
+
+
+def backfill(
+    model: LeadScorer, xs: Sequence[dict[str, float]], ys: Sequence[int], passes: int, seed: int
+) -> None:
+    """Train on history: the first pass in time order, later passes shuffled."""
+    order = list(range(len(xs)))
+    rng = random.Random(seed)  # noqa: S311 - shuffling, not security
+    for n in range(passes):
+        if n:
+            rng.shuffle(order)
+        for i in order:
+            model.learn_one(xs[i], bool(ys[i]))
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What `leadstream evaluate --json` prints."""
+
+    metrics: Metrics
+    history_rows: int
+    seconds: float
+    folds: list[float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        m = self.metrics
+        out: dict[str, Any] = {
+            "rows": m.rows, "positives": m.positives, "auc": m.auc, "logloss": m.logloss,
+            "brier": m.brier, "precision": m.precision, "recall": m.recall, "f1": m.f1,
+            "threshold": m.threshold, "lift_top_decile": m.lift_top_decile,
+            "history_rows": self.history_rows, "seconds": round(self.seconds, 3),
+        }  # fmt: skip
+        if self.folds is not None:
+            out["folds_auc"] = self.folds
+            out["folds_auc_mean"] = sum(self.folds) / len(self.folds)
+        return {
+            k: (round(v, 6) if isinstance(v, float) and not math.isnan(v) else v)
+            for k, v in out.items()
+        }
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    label: str,
+    time_col: str,
+    ids: Sequence[str] = (),
+    holdout: float = 0.5,
+    passes: int = 12,
+    threshold: float | None = None,
+    folds: int = 0,
+    learning_rate: float = 0.005,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> EvaluationResult:
+    """Backfill on the history part, then test-then-train on the rest.
+
+    Parameters
+    ----------
+    holdout
+        Share of rows (the latest) scored test-then-train.
+    passes
+        Passes over the history during the backfill.
+    threshold
+        Score at which a row counts as predicted positive; by default the one with
+        the best F1 on the history's own (in-sample) scores.
+    folds
+        If above 1, also k-fold cross-validation AUCs on the history part.
+    """
+    started = time.perf_counter()
+    schema = infer_schema(frame, label, time_col, ids)
+    frame = frame.sort_values(time_col, kind="stable").reset_index(drop=True)
+    ys = labels(frame[label].tolist(), label)
+    xs = rows_to_features(frame, schema)
+    split = history_size(len(frame), holdout)
+
+    def fresh() -> LeadScorer:
+        return LeadScorer(
+            learning_rate=learning_rate, l2=l2, prior=max(0.01, min(0.99, sum(ys[:split]) / split))
+        )
+
+    fold_aucs = (
+        _cross_validate(xs[:split], ys[:split], folds, passes, fresh, seed) if folds > 1 else None
+    )
+    model = fresh()
+    backfill(model, xs[:split], ys[:split], passes, seed)
+    if threshold is None:
+        in_sample = [model.predict_proba_one(x)[True] for x in xs[:split]]
+        threshold = best_f1_threshold(ys[:split], in_sample)
+    scores = []
+    for x, y in zip(xs[split:], ys[split:], strict=True):
+        scores.append(model.predict_proba_one(x)[True])
+        model.learn_one(x, bool(y))
+    metrics = Metrics.compute(ys[split:], scores, threshold)
+    return EvaluationResult(metrics, split, time.perf_counter() - started, fold_aucs)
+
+
+def _cross_validate(
+    xs: Sequence[dict[str, float]], ys: Sequence[int], k: int, passes: int, fresh: Any, seed: int
+) -> list[float]:
+    n = len(xs)
+    out = []
+    for f in range(k):
+        lo, hi = f * n // k, (f + 1) * n // k
+        model = fresh()
+        train_x = [*xs[:lo], *xs[hi:]]
+        train_y = [*ys[:lo], *ys[hi:]]
+        backfill(model, train_x, train_y, passes, seed + f)
+        out.append(auc(ys[lo:hi], [model.predict_proba_one(x)[True] for x in xs[lo:hi]]))
+    return out
