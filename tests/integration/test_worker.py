@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -220,6 +221,13 @@ def test_metrics_scraped_by_prometheus_show_the_counts_sent(
         assert seen == want
         scored = _prometheus(prometheus_url, f'leadstream_leads_scored_total{{run="{run.run_id}"}}')
         assert list(scored.values()) == [float(sent["lead"])]
+        # Names, types and help texts follow Prometheus conventions on a real scrape.
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.metrics_port}/metrics", timeout=5) as r:
+            exposition = r.read()
+        check = subprocess.run(
+            ["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=30
+        )
+        assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     finally:
         remove_scrape_target(targets, run.run_id)
 
