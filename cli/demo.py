@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -95,7 +96,7 @@ def demo(
                     "metrics": base.metrics.model_copy(update={"port": metrics_port}),
                     "models": base.models.model_copy(update={
                         "publish_every_s": 0.5, "reload_every_s": 0.25, "horizon_days": horizon_days}),
-                    "pii_hash_key": _secret(_pii_key(folder)),
+                    "pii_hash_key": SecretStr(_pii_key(folder)),
                 }
             )  # fmt: skip
             client = connect(settings.clickhouse)
@@ -125,12 +126,6 @@ def demo(
     if not outcome.get("complete"):
         console.print(f"[red]the run did not finish within {timeout:.0f} s[/]")
         raise typer.Exit(1)
-
-
-def _secret(value: str) -> Any:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
 
 
 async def _drive(runtime: Any, cfg: Any, rate: float, timeout: float) -> dict[str, Any]:

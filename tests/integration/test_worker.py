@@ -90,6 +90,20 @@ def table_counts(run: WorkerRun) -> dict[str, tuple[int, int]]:
     return out
 
 
+def assert_each_event_once(
+    run: WorkerRun, expected: dict[str, set[str]]
+) -> dict[str, tuple[int, int]]:
+    """Every valid lead, touchpoint and conversion is one row in ClickHouse; returns all counts."""
+    counts = table_counts(run)
+    for kind, table in (
+        ("lead", "leads"),
+        ("touchpoint", "touchpoints"),
+        ("conversion", "conversions"),
+    ):
+        assert counts[table] == (len(expected[kind]), len(expected[kind])), table
+    return counts
+
+
 def test_every_valid_lead_is_scored_and_stored_once_even_when_sent_twice(run: WorkerRun) -> None:
     events = generated(400, seed=11, duplicate_fraction=0.05)
     expected = valid_unique(events)
@@ -106,13 +120,7 @@ def test_every_valid_lead_is_scored_and_stored_once_even_when_sent_twice(run: Wo
     # Each lead event was scored once: the replay and in-stream duplicates were dropped.
     assert len(scored) == len(expected["lead"])
     run.stop()
-    counts = table_counts(run)
-    for kind, table in (
-        ("lead", "leads"),
-        ("touchpoint", "touchpoints"),
-        ("conversion", "conversions"),
-    ):
-        assert counts[table] == (len(expected[kind]), len(expected[kind])), table
+    counts = assert_each_event_once(run, expected)
     spend_days = {
         (e.value["campaign_id"], e.value["date"]) for e in events if e.kind == "spend" and not e.bad
     }  # type: ignore[index]
@@ -251,10 +259,4 @@ def test_restart_mid_stream_loses_nothing_and_duplicates_nothing(run: WorkerRun,
     scored = run.read_topic(run.topics.scored, expect=len(expected["lead"]))
     assert {s["event_id"] for s in scored} == expected["lead"]  # every lead scored, maybe twice
     run.stop()
-    counts = table_counts(run)
-    for kind, table in (
-        ("lead", "leads"),
-        ("touchpoint", "touchpoints"),
-        ("conversion", "conversions"),
-    ):
-        assert counts[table] == (len(expected[kind]), len(expected[kind])), table
+    assert_each_event_once(run, expected)
