@@ -105,6 +105,45 @@ def scoring(
     console.print(f"results: {path}")
 
 
+@bench_app.command("learning")
+def learning(
+    ctx: typer.Context,
+    leads: Annotated[int, typer.Option(help="leads in the generated stream")] = 20000,
+    seed: Annotated[int, typer.Option(help="generator seed")] = 7,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """The real pipeline replayed in event-time order: prequential AUC against the truth's AUC.
+
+    Starts its own Redis; chDB in a temporary folder. Also reports the learner's speed.
+    """
+    from cli._bench_learning import bench_learning_settings, learning_benchmark
+    from cli._procs import start_redis
+    from cli.demo import free_port
+
+    work = Path(tempfile.mkdtemp(prefix="leadstream-bench-"))
+    try:
+        with start_redis(free_port(), work / "run", detach=False) as redis:
+            settings = bench_learning_settings(settings_from(ctx), redis.url, work)
+            with console.status(f"replaying {leads} leads"):
+                result = learning_benchmark(settings, leads, seed)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "benchmark": "learning",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **result,
+    }
+    result["targets"] = {
+        "ratio_to_truth": 0.97, "learner_examples_per_s": 20000,
+        "met": result["ratio_to_truth"] >= 0.97 and (result["learner_examples_per_s"] or 0) >= 20000,
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "learning.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print_json(json.dumps(result))
+    console.print(f"results: {path}")
+
+
 @bench_app.command("evaluate")
 def evaluate_quality(
     seeds: Annotated[int, typer.Option(help="data sets of each shape")] = 3,

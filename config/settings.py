@@ -120,7 +120,7 @@ class ModelSettings(_Section):
     """Online model, label join and score bands."""
 
     learning_rate: float = Field(
-        0.03, gt=0, description="SGD step size of the online logistic regression"
+        0.01, gt=0, description="SGD step size of the online logistic regression"
     )
     l2: float = Field(1e-4, ge=0, description="L2 regularisation of the online model")
     target_stage: Literal["mql", "sql", "opportunity", "won"] = Field(

@@ -44,11 +44,14 @@ for i = 2, #ARGV do redis.call('SET', ARGV[i], 1, 'EX', ARGV[1]) end
 return #ARGV - 1
 """
 
-# KEYS: pending zset. ARGV: ttl, then (snapshot key, lead id, created, snapshot) per lead.
+# KEYS: pending zset. ARGV: ttl, then (snapshot key, settled key, lead id, created,
+# snapshot) per lead. A lead whose label was already emitted does not wait for another.
 _SNAPSHOTS = """
-for i = 2, #ARGV, 4 do
-  redis.call('SET', ARGV[i], ARGV[i + 3], 'EX', ARGV[1])
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 2], ARGV[i + 1])
+for i = 2, #ARGV, 5 do
+  redis.call('SET', ARGV[i], ARGV[i + 4], 'EX', ARGV[1])
+  if redis.call('EXISTS', ARGV[i + 1]) == 0 then
+    redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 3], ARGV[i + 2])
+  end
 end
 return 1
 """
@@ -164,7 +167,10 @@ class RedisState:
             return
         args: list[Any] = [self.state_ttl_s]
         for lead_id, created, snapshot in snapshots:
-            args += (self._k("snap", lead_id), lead_id, created, orjson.dumps(snapshot))
+            args += (
+                self._k("snap", lead_id), self._k("settled", lead_id), lead_id, created,
+                orjson.dumps(snapshot),
+            )  # fmt: skip
         await self._snapshots(keys=[self._k("pending")], args=args)
 
     async def pending_snapshots(self, lead_ids: Sequence[str]) -> list[dict[str, Any] | None]:
@@ -179,8 +185,14 @@ class RedisState:
 
     async def settle(self, lead_ids: Sequence[str]) -> None:
         """Mark these leads' labels as emitted (after the examples were produced)."""
-        if lead_ids:
-            await self.client.zrem(self._k("pending"), *lead_ids)
+        if not lead_ids:
+            return
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._k("pending"), *lead_ids)
+            pipe.mset({self._k("settled", lead_id): 1 for lead_id in lead_ids})
+            for lead_id in lead_ids:
+                pipe.expire(self._k("settled", lead_id), self.state_ttl_s)
+            await pipe.execute()
 
     async def first_learning(self, lead_ids: Sequence[str]) -> list[bool]:
         """For each lead, True only the first time its example reaches the learner."""
@@ -235,6 +247,10 @@ class RedisState:
     async def forget_lead(self, lead_id: str) -> None:
         """Erase every piece of state kept for a lead."""
         await self.client.delete(
-            self._k("eng", lead_id), self._k("snap", lead_id), self._k("early", lead_id)
+            self._k("eng", lead_id),
+            self._k("snap", lead_id),
+            self._k("early", lead_id),
+            self._k("settled", lead_id),
+            self._k("learned", lead_id),
         )
         await self.client.zrem(self._k("pending"), lead_id)

@@ -407,7 +407,7 @@ class Pipeline:
             return None
         self._learned_since_publish = 0
         version = await self.store.publish(self.learning)
-        log.info("model.published", version=version, examples=self.learning.examples)
+        log.debug("model.published", version=version, examples=self.learning.examples)
         return version
 
     async def refresh_model(self) -> bool:

@@ -206,3 +206,19 @@ async def test_the_learner_learns_each_lead_once_and_publishes(setup: Any) -> No
         "SELECT count(), sum(label) FROM leadstream.training_examples FINAL"
     ).result_rows[0]
     assert tuple(rows) == (20, 8)
+
+
+async def test_an_update_after_the_label_does_not_label_the_lead_again(setup: Any) -> None:
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("lead", [msg(lead("u", 0))])
+    await pipeline.handle_raw("conversion", [msg(conversion("u", 3, "sql"))])
+    updated = {
+        **lead("u", 5, pages_viewed=9),
+        "event_type": "lead_updated",
+        "event_id": "lead-u-upd",
+    }
+    await pipeline.handle_raw("lead", [msg(updated)])
+    assert len(sent.on(pipeline.topics.scored)) == 2  # the update is scored for sales
+    await pipeline.handle_raw("conversion", [msg(conversion("x", 200, "mql"))])
+    await pipeline.sweep()
+    assert [(e["lead_id"], e["label"]) for e in sent.on(pipeline.topics.training)] == [("u", 1)]
