@@ -32,7 +32,7 @@ def worker(ctx: typer.Context) -> None:
 
 def generate(
     ctx: typer.Context,
-    leads: Annotated[int, typer.Option(help="number of leads to simulate")] = 20000,
+    leads: Annotated[int, typer.Option(help="about how many leads to simulate")] = 20000,
     days: Annotated[int, typer.Option(help="simulated days")] = 120,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same events)")] = 7,
     rate: Annotated[float, typer.Option(help="events per second; 0 = as fast as possible")] = 0,
