@@ -156,6 +156,7 @@ class Pipeline:
             labels = await self._label_parked(snapshots, now)
         elif kind == "conversion":
             labels = await self._label_conversions([a for a, _ in fresh], now)
+            pending.extend(await self._revenue_examples([a for a, _ in fresh]))
         await asyncio.gather(*pending, *(sent for _, sent in labels))
         # Only now that the examples are on the broker are the labels settled.
         labelled = [lead_id for lead_id, _ in labels]
@@ -299,6 +300,20 @@ class Pipeline:
         await self.state.park_outcomes(early)
         return sends
 
+    async def _revenue_examples(self, conversions: list[Accepted]) -> list[Awaitable[Any]]:
+        """Every won deal with revenue teaches the expected revenue, whatever its label's fate.
+
+        The conversion label is usually settled earlier (at the target stage), so
+        revenue travels as an example of its own kind; the learner counts it once per lead.
+        """
+        sends = []
+        for c in conversions:
+            revenue = c.event.get("revenue")
+            if c.event["stage"] == "won" and revenue is not None:
+                body = {"kind": "revenue", "lead_id": c.key, "revenue": float(revenue)}
+                sends.append(await self.send(self.topics.training, c.key.encode(), dumps(body)))
+        return sends
+
     async def _label_parked(
         self, snapshots: list[tuple[str, float, dict[str, Any]]], now: datetime
     ) -> list[tuple[str, Awaitable[Any]]]:
@@ -377,9 +392,18 @@ class Pipeline:
         """The learner: test-then-train on labelled examples, each lead once."""
         if self.learning is None:
             self.learning = await self.store.load() or self.new_bundle()
-        examples = [orjson.loads(m.value) for m in messages if m.value]
-        first = await self.state.first_learning([e["lead_id"] for e in examples])
+        decoded = [orjson.loads(m.value) for m in messages if m.value]
         bundle = self.learning
+        revenues = [e for e in decoded if e.get("kind") == "revenue"]
+        first_revenue = await self.state.first_learning(
+            [f"revenue:{e['lead_id']}" for e in revenues]
+        )
+        for example, is_first in zip(revenues, first_revenue, strict=True):
+            if is_first:
+                bundle.revenue.update(example["revenue"])
+                self._learned_since_publish += 1
+        examples = [e for e in decoded if e.get("kind") != "revenue"]
+        first = await self.state.first_learning([e["lead_id"] for e in examples])
         rows: list[Row] = []
         for example, is_first in zip(examples, first, strict=True):
             if not is_first:
@@ -390,8 +414,6 @@ class Pipeline:
             bundle.examples += 1
             if label:
                 bundle.positives += 1
-                if example.get("revenue"):
-                    bundle.revenue.update(example["revenue"])
             rows.append(mapping_row("training_examples", {
                 **example, "scored_at": datetime.fromisoformat(example["scored_at"]),
                 "labelled_at": datetime.fromisoformat(example["labelled_at"]),

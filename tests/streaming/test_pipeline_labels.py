@@ -222,3 +222,31 @@ async def test_an_update_after_the_label_does_not_label_the_lead_again(setup: An
     await pipeline.handle_raw("conversion", [msg(conversion("x", 200, "mql"))])
     await pipeline.sweep()
     assert [(e["lead_id"], e["label"]) for e in sent.on(pipeline.topics.training)] == [("u", 1)]
+
+
+async def test_won_revenue_reaches_the_expected_value_once(setup: Any) -> None:
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("lead", [msg(lead("r", 0)), msg(lead("s", 0))])
+    await pipeline.handle_raw(
+        "conversion", [msg(conversion("r", 3, "sql")), msg(conversion("s", 3, "sql"))]
+    )
+    won = [
+        {**conversion(lid, 30, "won"), "revenue": str(amount), "currency": "USD"}
+        for lid, amount in (("r", 4000), ("s", 8000))
+    ]
+    await pipeline.handle_raw("conversion", [msg(w) for w in won])
+    produced = [
+        Message(0, i, k, orjson.dumps(v), 0.0)
+        for i, (t, k, v) in enumerate(sent.messages)
+        if t == pipeline.topics.training
+    ]
+    assert sum(1 for m in produced if b'"kind":"revenue"' in m.value) == 2
+    await pipeline.learn(produced)
+    await pipeline.learn(produced)  # redelivered: counted once
+    await pipeline.publish()
+    await pipeline.refresh_model()
+    assert pipeline.model.expected_revenue() == pytest.approx(6000.0)
+    assert pipeline.model.examples == 2  # the revenue examples are not labels
+    await pipeline.handle_raw("lead", [msg(lead("t", 40))])
+    scored = sent.on(pipeline.topics.scored)[-1]
+    assert scored["expected_value"] == pytest.approx(scored["score"] * 6000.0, abs=0.01)
