@@ -30,6 +30,9 @@ def evaluate(
         float | None, typer.Option(help="positive at or above; default: best F1 on the history")
     ] = None,
     folds: Annotated[int, typer.Option(help="also k-fold CV on the history when above 1")] = 0,
+    sensitivity: Annotated[
+        bool, typer.Option(help="also how AUC moves with each column removed or shuffled")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Order rows by time, train on the history as a backfill would, then score the rest
@@ -46,7 +49,9 @@ def evaluate(
         pd.read_parquet(data) if data.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(data)
     )
     try:
-        result = run(frame, label, time, id_columns or (), holdout, passes, threshold, folds)
+        result = run(
+            frame, label, time, id_columns or (), holdout, passes, threshold, folds, sensitivity
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     out = result.as_dict()
@@ -56,6 +61,16 @@ def evaluate(
     table = Table(title=f"{data.name}: {out['history_rows']} history rows, {out['rows']} scored")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    effects = out.pop("sensitivity", None)
     for key, value in out.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    if effects:
+        t = Table(title="sensitivity: AUC loss per column")
+        for col in ("column", "removed", "shuffled"):
+            t.add_column(col, justify="left" if col == "column" else "right")
+        for e in effects:
+            t.add_row(
+                e["column"], f"{e['auc_loss_without']:+.4f}", f"{e['auc_loss_shuffled']:+.4f}"
+            )
+        Console().print(t)

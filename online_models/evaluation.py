@@ -230,6 +230,7 @@ class EvaluationResult:
     history_rows: int
     seconds: float
     folds: list[float] | None = None
+    sensitivity: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         m = self.metrics
@@ -242,6 +243,8 @@ class EvaluationResult:
         if self.folds is not None:
             out["folds_auc"] = self.folds
             out["folds_auc_mean"] = sum(self.folds) / len(self.folds)
+        if self.sensitivity is not None:
+            out["sensitivity"] = self.sensitivity
         return {
             k: (round(v, 6) if isinstance(v, float) and not math.isnan(v) else v)
             for k, v in out.items()
@@ -257,6 +260,7 @@ def evaluate(
     passes: int = 12,
     threshold: float | None = None,
     folds: int = 0,
+    sensitivity: bool = False,
     learning_rate: float = 0.005,
     l2: float = 1e-3,
     seed: int = 0,
@@ -274,6 +278,9 @@ def evaluate(
         the best F1 on the history's own (in-sample) scores.
     folds
         If above 1, also k-fold cross-validation AUCs on the history part.
+    sensitivity
+        Also, per source column, the holdout AUC of the backfilled model with the
+        column removed and with its values shuffled across rows.
     """
     started = time.perf_counter()
     schema = infer_schema(frame, label, time_col, ids)
@@ -292,6 +299,9 @@ def evaluate(
     )
     model = fresh()
     backfill(model, xs[:split], ys[:split], passes, seed)
+    effects = (
+        column_sensitivity(model, xs[split:], ys[split:], schema, seed) if sensitivity else None
+    )
     if threshold is None:
         in_sample = [model.predict_proba_one(x)[True] for x in xs[:split]]
         threshold = best_f1_threshold(ys[:split], in_sample)
@@ -300,7 +310,44 @@ def evaluate(
         scores.append(model.predict_proba_one(x)[True])
         model.learn_one(x, bool(y))
     metrics = Metrics.compute(ys[split:], scores, threshold)
-    return EvaluationResult(metrics, split, time.perf_counter() - started, fold_aucs)
+    return EvaluationResult(metrics, split, time.perf_counter() - started, fold_aucs, effects)
+
+
+def _column(feature: str) -> str:
+    """The source column of a feature name (``col``, ``col__missing`` or ``col=value``)."""
+    return feature.split("=", 1)[0].removesuffix("__missing")
+
+
+def column_sensitivity(
+    model: LeadScorer,
+    xs: Sequence[dict[str, float]],
+    ys: Sequence[int],
+    schema: TableSchema,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """How the (frozen) model's AUC moves when each column is removed or shuffled.
+
+    Removing a column drops its features, so it contributes nothing; shuffling gives
+    each row another row's values of that column. Sorted by the larger AUC loss.
+    """
+    base = auc(ys, [model.predict_proba_one(x)[True] for x in xs])
+    rng = random.Random(seed)  # noqa: S311 - shuffling, not security
+    out = []
+    for column in (*schema.numeric, *schema.categorical):
+        removed = [{k: v for k, v in x.items() if _column(k) != column} for x in xs]
+        parts = [{k: v for k, v in x.items() if _column(k) == column} for x in xs]
+        rng.shuffle(parts)
+        shuffled = [{**r, **p} for r, p in zip(removed, parts, strict=True)]
+        auc_removed = auc(ys, [model.predict_proba_one(x)[True] for x in removed])
+        auc_shuffled = auc(ys, [model.predict_proba_one(x)[True] for x in shuffled])
+        out.append({
+            "column": column,
+            "auc_without": round(auc_removed, 4),
+            "auc_shuffled": round(auc_shuffled, 4),
+            "auc_loss_without": round(base - auc_removed, 4),
+            "auc_loss_shuffled": round(base - auc_shuffled, 4),
+        })  # fmt: skip
+    return sorted(out, key=lambda r: -max(r["auc_loss_without"], r["auc_loss_shuffled"]))
 
 
 def _cross_validate(

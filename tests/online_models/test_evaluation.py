@@ -140,3 +140,23 @@ def test_cli_names_the_fix_for_a_wrong_column(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "column 'converted' is not in the file" in out.stderr
+
+
+def test_sensitivity_ranks_the_informative_columns_first() -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({
+        "strong": rng.normal(size=n), "weak": rng.normal(size=n), "noise": rng.normal(size=n),
+        "channel": rng.choice(["a", "b"], n), "t": np.arange(n),
+    })  # fmt: skip
+    logit = (
+        2.0 * frame["strong"] + 0.4 * frame["weak"] + np.where(frame["channel"] == "a", 0.8, -0.8)
+    )
+    frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    result = evaluate(frame, "y", "t", passes=3, sensitivity=True)
+    assert result.sensitivity is not None
+    order = [e["column"] for e in result.sensitivity]
+    assert order[0] == "strong" and order[-1] == "noise"
+    by = {e["column"]: e for e in result.sensitivity}
+    assert by["strong"]["auc_loss_without"] > 0.1 and by["channel"]["auc_loss_shuffled"] > 0.02
+    assert abs(by["noise"]["auc_loss_shuffled"]) < 0.01
