@@ -7,6 +7,7 @@ Offsets of a batch are acknowledged only after the loop body for it returns
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable
+from typing import Any, cast
 
 import faust
 import structlog
@@ -57,6 +58,15 @@ def register_agents(
     @app.timer(models.publish_every_s)
     async def publish_model() -> None:
         await pipeline().publish()
+
+    async def publish_at_shutdown(_sender: Any, *_args: Any, signal: Any, **_kw: Any) -> None:
+        # The consumer has stopped: what was learned since the last timer is saved too.
+        version = await pipeline().publish()
+        if version is not None:
+            log.info("model.published_at_shutdown", version=version)
+
+    # mode's Signal.connect annotation accepts no async def as written; the receiver is fine.
+    app.on_before_shutdown.connect(cast(Any, publish_at_shutdown))
 
     @app.timer(models.reload_every_s)
     async def reload_model() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -260,3 +261,28 @@ def test_restart_mid_stream_loses_nothing_and_duplicates_nothing(run: WorkerRun,
     assert {s["event_id"] for s in scored} == expected["lead"]  # every lead scored, maybe twice
     run.stop()
     assert_each_event_once(run, expected)
+
+
+def test_sigterm_publishes_what_was_learned_since_the_last_snapshot(run: WorkerRun) -> None:
+    import redis.asyncio as aioredis
+
+    from online_models.bundle import ModelStore
+
+    run.extra_env["LEADSTREAM_MODELS__PUBLISH_EVERY_S"] = "3600"  # the timer never fires
+    run.extra_env["LEADSTREAM_MODELS__HORIZON_DAYS"] = "10"
+    events = generated(300, seed=8)
+    run.start()
+    run.send(events)
+    run.wait_metric("leadstream_training_examples_total", 50)
+    wait_quiet(run)
+    assert run.stop() == 0
+
+    async def latest() -> object:
+        client = aioredis.from_url(run.redis_url)
+        try:
+            return await ModelStore(client, f"t-{run.run_id}").load()
+        finally:
+            await client.aclose()
+
+    bundle = asyncio.run(latest())
+    assert bundle is not None and bundle.examples >= 50  # type: ignore[attr-defined]
