@@ -15,24 +15,19 @@ on the same leads; and the learner's speed on labelled examples.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from online_models.bundle import ModelStore
 from online_models.evaluation import auc
-from sinks.clickhouse import ClickHouseSink, connect, migrate
-from sinks.metrics import Metrics
-from sinks.redis_state import RedisState
-from sinks.rows import COLUMNS
+from sinks.clickhouse import connect, migrate
 from streaming import synthetic
-from streaming.pipeline import Message, Pipeline
+from streaming.pipeline import Message
+from streaming.runtime import build_pipeline
 
 
 class _Collect:
@@ -60,14 +55,8 @@ async def replay(
     client = aioredis.from_url(settings.redis.url)
     ch = connect(settings.clickhouse)
     migrate(ch, settings.clickhouse.database)
-    lock = threading.Lock()
-    sinks = {t: ClickHouseSink(t, ch, settings.clickhouse.database, lock) for t in COLUMNS}
     sent = _Collect()
-    state = RedisState(client, settings.redis.key_prefix, 10**7, 10**8)
-    pipeline = Pipeline(
-        settings, state, ModelStore(client, settings.redis.key_prefix), sinks,
-        Metrics.create(CollectorRegistry()), sent, settings.require_pii_key(),
-    )  # fmt: skip
+    pipeline = build_pipeline(settings, client, ch, sent)
     examples: list[dict[str, Any]] = []
     learn_seconds = 0.0
     offset = 0
@@ -94,11 +83,9 @@ async def replay(
             await pipeline.refresh_model()
         sent.by_topic.clear()
     # The learner as the agent runs it: batches of up to `batch_size`, a fresh model.
-    learner = Pipeline(
-        settings, RedisState(client, f"{settings.redis.key_prefix}-relearn", 10**7, 10**8),
-        ModelStore(client, f"{settings.redis.key_prefix}-relearn"), sinks,
-        Metrics.create(CollectorRegistry()), sent, settings.require_pii_key(),
-    )  # fmt: skip
+    learner = build_pipeline(
+        settings, client, ch, sent, key_prefix=f"{settings.redis.key_prefix}-re"
+    )
     encoded = [orjson.dumps(e) for e in examples]
     size = settings.kafka.batch_size
     t = time.perf_counter()

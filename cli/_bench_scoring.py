@@ -329,18 +329,13 @@ def stage_costs(settings: Settings, events: int) -> dict[str, float]:
 
     Uses the real Redis and chDB; produced messages are counted as delivered at once.
     """
-    import threading
     from collections import defaultdict
     from datetime import UTC, datetime
 
-    from prometheus_client import CollectorRegistry
-
-    from sinks.clickhouse import ClickHouseSink, connect, migrate
-    from sinks.metrics import Metrics
-    from sinks.redis_state import RedisState
-    from sinks.rows import COLUMNS
+    from sinks.clickhouse import connect, migrate
     from streaming.ingest import Ingestor
-    from streaming.pipeline import Message, Pipeline
+    from streaming.pipeline import Message
+    from streaming.runtime import build_pipeline
 
     spent: dict[str, float] = defaultdict(float)
 
@@ -374,7 +369,18 @@ def stage_costs(settings: Settings, events: int) -> dict[str, float]:
 
     async def whole() -> float:
         client = aioredis.from_url(settings.redis.url)
-        state = RedisState(client, f"{settings.redis.key_prefix}-stages", 3600, 3600)
+        ch = connect(settings.clickhouse)
+        migrate(ch, settings.clickhouse.database)
+
+        async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        pipeline = build_pipeline(
+            settings, client, ch, send, key_prefix=f"{settings.redis.key_prefix}-stages"
+        )
+        state = pipeline.state
         for name in (
             "seen",
             "mark",
@@ -384,27 +390,8 @@ def stage_costs(settings: Settings, events: int) -> dict[str, float]:
             "advance_watermark",
         ):
             setattr(state, name, timed("redis", getattr(state, name)))
-        ch = connect(settings.clickhouse)
-        migrate(ch, settings.clickhouse.database)
-        lock = threading.Lock()
-        sinks = {tb: ClickHouseSink(tb, ch, settings.clickhouse.database, lock) for tb in COLUMNS}
-        for sink in sinks.values():
-            sink.write = timed("clickhouse", sink.write)  # type: ignore[method-assign]
-
-        async def send(topic: str, key: bytes | None, value: bytes) -> Any:
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-
-        pipeline = Pipeline(
-            settings,
-            state,
-            ModelStore(client, "x"),
-            sinks,
-            Metrics.create(CollectorRegistry()),
-            send,
-            key,
-        )
+        for sink in pipeline.sinks.values():
+            sink.write = timed("clickhouse", sink.write)  # type: ignore[method-assign]  # a timer wraps it
         pipeline.model = bundle
         messages = [
             Message(i % 4, i, e.key.encode(), r, time.time())

@@ -23,7 +23,7 @@ from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
 from sinks.rows import COLUMNS
 from streaming.app import create_app, declare_topics
-from streaming.pipeline import Pipeline
+from streaming.pipeline import Pipeline, Sender
 
 log = structlog.get_logger(__name__)
 
@@ -65,22 +65,9 @@ class Runtime:
     def pipeline(self) -> Pipeline:
         """The pipeline, built on first use inside the worker's event loop."""
         if self._pipeline is None:
-            s = self.settings
-            client = aioredis.from_url(s.redis.url)
-            ttl = int(s.models.horizon_days * 86400) + _STATE_MARGIN_S
-            lock = threading.Lock()
-            sinks = {
-                table: ClickHouseSink(table, self.clickhouse, s.clickhouse.database, lock)
-                for table in COLUMNS
-            }
-            self._pipeline = Pipeline(
-                settings=s,
-                state=RedisState(client, s.redis.key_prefix, s.redis.dedup_ttl_s, ttl),
-                store=ModelStore(client, s.redis.key_prefix),
-                sinks=sinks,
-                metrics=self.metrics,
-                send=self._send,
-                pii_key=self.pii_key,
+            client = aioredis.from_url(self.settings.redis.url)
+            self._pipeline = build_pipeline(
+                self.settings, client, self.clickhouse, self._send, self.metrics
             )
         return self._pipeline
 
@@ -119,6 +106,36 @@ class Runtime:
             pass
         finally:
             self.stop_metrics()
+
+
+def build_pipeline(
+    settings: Settings,
+    redis: aioredis.Redis,
+    clickhouse: Client,
+    send: Sender,
+    metrics: Metrics | None = None,
+    key_prefix: str | None = None,
+) -> Pipeline:
+    """A pipeline on these clients: Redis state and model store, one sink per table.
+
+    ``key_prefix`` overrides the Redis prefix (benchmarks and tests isolate runs with it).
+    """
+    prefix = key_prefix or settings.redis.key_prefix
+    ttl = int(settings.models.horizon_days * 86400) + _STATE_MARGIN_S
+    lock = threading.Lock()  # one chDB client: its calls must not overlap
+    sinks = {
+        table: ClickHouseSink(table, clickhouse, settings.clickhouse.database, lock)
+        for table in COLUMNS
+    }
+    return Pipeline(
+        settings=settings,
+        state=RedisState(redis, prefix, settings.redis.dedup_ttl_s, ttl),
+        store=ModelStore(redis, prefix),
+        sinks=sinks,
+        metrics=metrics or Metrics.create(CollectorRegistry()),
+        send=send,
+        pii_key=settings.require_pii_key(),
+    )
 
 
 def request_stop() -> None:

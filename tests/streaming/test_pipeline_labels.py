@@ -8,7 +8,6 @@ and be emitted once.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,11 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from online_models.bundle import ModelStore
-from sinks.clickhouse import ClickHouseSink, connect, migrate
-from sinks.metrics import Metrics
-from sinks.redis_state import RedisState
-from sinks.rows import COLUMNS
+from sinks.clickhouse import connect, migrate
 from streaming.pipeline import Message, Pipeline
+from streaming.runtime import build_pipeline
 
 pytestmark = pytest.mark.integration
 DAY = 86400.0
@@ -60,19 +55,8 @@ async def setup(
     client = aioredis.from_url(redis_url)
     ch = connect(settings.clickhouse)
     migrate(ch, settings.clickhouse.database)
-    lock = threading.Lock()
-    sinks = {t: ClickHouseSink(t, ch, settings.clickhouse.database, lock) for t in COLUMNS}
     sent = Captured()
-    state = RedisState(client, settings.redis.key_prefix, 3600, 3600)
-    pipeline = Pipeline(
-        settings,
-        state,
-        ModelStore(client, settings.redis.key_prefix),
-        sinks,
-        Metrics.create(CollectorRegistry()),
-        sent,
-        settings.require_pii_key(),
-    )
+    pipeline = build_pipeline(settings, client, ch, sent)
     yield pipeline, sent, ch
     await client.aclose()
     ch.close()  # chDB serves one data directory per process at a time
