@@ -42,7 +42,7 @@ def register_agents(
 
     def raw_agent(kind: str, topic: TopicT) -> None:
         async def ingest(stream: AsyncIterable[bytes]) -> None:
-            async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]
+            async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]  # faust's StreamT protocol lacks take_events; Stream has it
                 await pipeline().handle_raw(kind, _messages(events))
 
         app.agent(topic, name=f"leadstream.ingest_{kind}")(ingest)
@@ -52,7 +52,7 @@ def register_agents(
 
     @app.agent(topics.training, name="leadstream.learner")
     async def learner(stream: AsyncIterable[bytes]) -> None:
-        async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]
+        async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]  # faust's StreamT protocol lacks take_events; Stream has it
             await pipeline().learn(_messages(events))
 
     @app.timer(models.publish_every_s)
