@@ -243,14 +243,3 @@ class RedisState:
             self._k("pending"), "-inf", before_epoch_s, start=0, num=limit
         )
         return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
-
-    async def forget_lead(self, lead_id: str) -> None:
-        """Erase every piece of state kept for a lead."""
-        await self.client.delete(
-            self._k("eng", lead_id),
-            self._k("snap", lead_id),
-            self._k("early", lead_id),
-            self._k("settled", lead_id),
-            self._k("learned", lead_id),
-        )
-        await self.client.zrem(self._k("pending"), lead_id)

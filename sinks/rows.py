@@ -6,7 +6,7 @@ goes into the table's ``attributes`` JSON column, so extra fields are kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -99,6 +99,3 @@ def event_row(table: str, event: Mapping[str, Any], ingested_at: datetime) -> Ro
 def mapping_row(table: str, record: Mapping[str, Any]) -> Row:
     """A row from a record whose keys are exactly the table's columns."""
     return [record.get(name) for name in COLUMNS[table]]
-
-
-RowBuilder = Callable[[Mapping[str, Any]], Row]

@@ -24,6 +24,3 @@ def dumps(value: Any) -> bytes:
     b'{"amount":"12.50"}'
     """
     return orjson.dumps(value, default=_default)
-
-
-loads = orjson.loads

@@ -178,7 +178,6 @@ class Pipeline:
                     **envelope,
                     "source_partition": rejected.partition,
                     "source_offset": rejected.offset,
-                    "payload": envelope["payload"],
                 },
             )
         )

@@ -38,7 +38,6 @@ async def produce(
     topics: TopicNames,
     rate: float | None = None,
     on_sent: Callable[[int], None] | None = None,
-    stamp: bool = False,
 ) -> Counter[str]:
     """Send events (objects with ``kind``, ``key`` and ``value``) and wait until all are acknowledged.
 
@@ -48,8 +47,6 @@ async def produce(
         Events per second; None sends as fast as the broker takes them.
     on_sent
         Called with the number of events sent since the previous call (for progress bars).
-    stamp
-        Add a ``sent_at`` field (epoch seconds) to dict values, for latency measurements.
 
     Returns the number of events sent per kind.
     """
@@ -72,8 +69,6 @@ async def produce(
         for n, event in enumerate(events, start=1):
             value = event.value
             if isinstance(value, dict):
-                if stamp:
-                    value = {**value, "sent_at": time.time()}
                 value = dumps(value)
             key = event.key.encode() if isinstance(event.key, str) else event.key
             futures.append(await producer.send(names[event.kind], value, key=key))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
@@ -141,14 +140,3 @@ def build_pipeline(
 def request_stop() -> None:
     """Ask the running worker to stop as if it received SIGTERM (flushes and commits)."""
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-async def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
-    """Poll an async predicate until it is true or ``timeout`` seconds pass."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(interval)
-    return False
