@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages that `leadstream services` runs: redis-server,
-# prometheus (with promtool) and prometheus-alertmanager (with amtool); also
+# prometheus (with promtool), prometheus-alertmanager (with amtool), chromium (dashboard
+# tests) and Pango with DejaVu fonts (PDF reports); also
 # python3.11-venv when python3.11 cannot create a virtualenv yet.
 #
 # Idempotent and quick when everything is present (no apt-get at all).
@@ -26,6 +27,18 @@ need() {  # need PACKAGE COMMAND [COMMAND...]
 need redis-server redis-server
 need prometheus prometheus
 need prometheus-alertmanager prometheus-alertmanager alertmanager
+# The dashboard tests drive the system Chromium through Playwright (no browser download).
+need chromium chromium chromium-browser
+# WeasyPrint (PDF reports) needs Pango; reports embed DejaVu fonts.
+need_lib() {  # need_lib PACKAGE  (a shared library: ask dpkg, or accept when dpkg is absent)
+    if command -v dpkg-query >/dev/null 2>&1 &&
+        ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; then
+        missing+=("$1")
+    fi
+}
+need_lib libpango-1.0-0
+need_lib libpangoft2-1.0-0
+need_lib fonts-dejavu-core
 # Debian's own python3.11 (prefix /usr) needs python3.11-venv for `python3.11 -m venv`.
 if [ "$(python3.11 -c 'import sys; print(sys.base_prefix)' 2>/dev/null || true)" = /usr ] &&
     ! python3.11 -c 'import ensurepip' >/dev/null 2>&1; then
@@ -33,7 +46,7 @@ if [ "$(python3.11 -c 'import sys; print(sys.base_prefix)' 2>/dev/null || true)"
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system-deps: redis-server, prometheus, prometheus-alertmanager are installed"
+    echo "system-deps: redis-server, prometheus, prometheus-alertmanager, chromium, pango are installed"
     exit 0
 fi
 
