@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli._context import settings_from
+from streaming import synthetic
 
 console = Console(stderr=True)
 
@@ -41,6 +42,15 @@ def generate(
     drift_at: Annotated[
         float | None, typer.Option(help="concept drift after this share of leads")
     ] = None,
+    anomaly: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="inject an anomaly, KIND:CHANNEL[/CAMPAIGN]:START_DAY:DAYS:FACTOR, e.g."
+            " volume_drop:paid_search:30:2:0.1 (repeatable; kinds: volume_spike, volume_drop,"
+            " conversion_drop, conversion_surge, cpl_spike)",
+            show_default=False,
+        ),
+    ] = None,
     jsonl: Annotated[
         Path | None, typer.Option(help="write events to this JSONL file instead of Kafka")
     ] = None,
@@ -52,14 +62,17 @@ def generate(
     ] = None,
 ) -> None:
     """Generate realistic synthetic lead traffic into Kafka (or files), deterministic by seed."""
-    from streaming import synthetic
     from streaming.producer import produce
 
     settings = settings_from(ctx)
-    cfg = synthetic.GeneratorConfig(
-        seed=seed, leads=leads, days=days, bad_fraction=bad_fraction,
-        duplicate_fraction=duplicate_fraction, drift_at=drift_at,
-    )  # fmt: skip
+    try:
+        cfg = synthetic.GeneratorConfig(
+            seed=seed, leads=leads, days=days, bad_fraction=bad_fraction,
+            duplicate_fraction=duplicate_fraction, drift_at=drift_at,
+            anomalies=tuple(parse_anomaly(a) for a in anomaly or ()),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     with synthetic.truth_writer(truth) as record_truth:
         events = synthetic.generate(cfg, truth=record_truth)
         if jsonl is not None:
@@ -85,6 +98,35 @@ def generate(
         f"sent {sum(sent.values())} events: "
         + ", ".join(f"{k} {v}" for k, v in sorted(sent.items()))
     )
+
+
+def parse_anomaly(spec: str) -> synthetic.Anomaly:
+    """An anomaly from ``KIND:CHANNEL[/CAMPAIGN]:START_DAY:DAYS:FACTOR``.
+
+    >>> parse_anomaly("volume_drop:paid_search/se-google-01:30:2:0.1")
+    Anomaly(kind='volume_drop', channel='paid_search', campaign_id='se-google-01', start_day=30, days=2, factor=0.1)
+    >>> parse_anomaly("volume_drop:paid_search")
+    Traceback (most recent call last):
+    ValueError: anomaly 'volume_drop:paid_search' is not KIND:CHANNEL[/CAMPAIGN]:START_DAY:DAYS:FACTOR, e.g. volume_drop:paid_search:30:2:0.1
+    """
+    parts = spec.split(":")
+    kinds = get_args(synthetic.AnomalyKind)
+    try:
+        kind, target, start, days, factor = parts
+        channel, _, campaign = target.partition("/")
+        if kind not in kinds:
+            raise ValueError(f"anomaly kind {kind!r} is not one of {', '.join(kinds)}")
+        return synthetic.Anomaly(
+            cast(synthetic.AnomalyKind, kind), channel, campaign or None, int(start), int(days),
+            float(factor),
+        )  # fmt: skip
+    except ValueError as exc:
+        if "anomaly kind" in str(exc):
+            raise
+        raise ValueError(
+            f"anomaly {spec!r} is not KIND:CHANNEL[/CAMPAIGN]:START_DAY:DAYS:FACTOR,"
+            " e.g. volume_drop:paid_search:30:2:0.1"
+        ) from exc
 
 
 def _progress() -> Progress:

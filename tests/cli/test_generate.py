@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
+from streaming import synthetic
 from tests.integration._worker import WorkerRun
 
 
@@ -44,3 +46,33 @@ def test_events_reach_the_raw_topics(
     leads = run.read_topic(run.topics.leads, expect=sent_leads, timeout=20)
     assert len(leads) == sent_leads
     assert 36 <= len({e["lead_id"] for e in leads}) <= 44  # about the number asked for
+
+
+def test_an_injected_volume_drop_empties_the_channel_for_its_days(tmp_path: Path) -> None:
+    start = synthetic.GeneratorConfig().start
+    days = {(start + timedelta(days=d)).isoformat() for d in (10, 11)}
+
+    def paid_search_leads_on_days(args: list[str], name: str) -> int:
+        path = tmp_path / f"{name}.jsonl"
+        out = _run(["--leads", "3000", "--days", "20", "--jsonl", str(path), *args])
+        assert out.returncode == 0, out.stderr
+        events = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        return sum(
+            1
+            for e in events
+            if e["kind"] == "lead"
+            and isinstance(e["value"], dict)
+            and e["value"].get("channel") == "paid_search"
+            and str(e["value"].get("occurred_at", ""))[:10] in days
+        )
+
+    normal = paid_search_leads_on_days([], "normal")
+    dropped = paid_search_leads_on_days(["--anomaly", "volume_drop:paid_search:10:2:0.0"], "drop")
+    assert normal > 20 and dropped == 0
+
+
+def test_a_malformed_anomaly_names_the_expected_form(tmp_path: Path) -> None:
+    out = _run(["--anomaly", "volume_drop:paid_search", "--jsonl", str(tmp_path / "x.jsonl")])
+    assert out.returncode == 2
+    flat = " ".join(out.stderr.replace("│", " ").split())
+    assert "KIND:CHANNEL[/CAMPAIGN]:START_DAY:DAYS:FACTOR" in flat
