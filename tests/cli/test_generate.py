@@ -63,6 +63,7 @@ def test_an_injected_volume_drop_empties_the_channel_for_its_days(tmp_path: Path
             if e["kind"] == "lead"
             and isinstance(e["value"], dict)
             and e["value"].get("channel") == "paid_search"
+            and e["value"].get("event_type") == "lead_created"
             and str(e["value"].get("occurred_at", ""))[:10] in days
         )
 
