@@ -97,6 +97,7 @@ async def replay(
     await client.aclose()
     ch.close()
     return {
+        "bundle": pipeline.learning,
         "examples": examples,
         "truths": truths,
         "learn_seconds": learn_seconds,

@@ -1,43 +1,276 @@
-"""A versioned model bundle, its Redis store, and what a score means to sales."""
+"""A versioned model bundle, its Redis store, and what a score means to sales.
+
+One bundle is what the learner publishes and every scorer loads: the champion
+conversion model (``scorer``) with its challengers, the revenue model, their
+prequential metrics, the drift monitor and the promotion history.
+"""
 
 from __future__ import annotations
 
 import pickle
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+import structlog
 from redis.asyncio import Redis
-from river import metrics, stats
 
+from online_models.champion import Candidate, Comparison, Policy, compare
+from online_models.drift import DriftMonitor
+from online_models.kinds import Defaults, Scorer, build_model
 from online_models.lead_scorer import Contribution, LeadScorer
+from online_models.prequential import ClassificationMetrics, RegressionMetrics
+from online_models.revenue import RevenueModel
+
+log = structlog.get_logger(__name__)
 
 _KEEP_VERSIONS = 5
+#: Promotions kept in the bundle (ClickHouse keeps them all).
+_KEEP_HISTORY = 50
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """A drift of the champion's error, found at the learner's ``example``."""
+
+    model: str
+    example: int
+    error_recent: float
+    error_before: float
+    challenger: str
 
 
 @dataclass
 class ModelBundle:
     """Everything a scorer needs, published together under one version.
 
-    ``auc`` is prequential: each example's score was given before its label was known.
+    ``published`` holds the prequential metrics of the published scores: each
+    example's score was given before its label was known. Each candidate's
+    ``metrics`` are prequential on the learner: the candidate scored the example just
+    before learning it. ``format`` changes when a snapshot of an older layout can no
+    longer be read (see :meth:`ModelStore.load`).
     """
 
     version: int = 0
-    scorer: LeadScorer = field(default_factory=LeadScorer)
-    revenue: stats.Mean = field(default_factory=stats.Mean)
-    auc: metrics.ROCAUC = field(default_factory=metrics.ROCAUC)
+    scorer: Scorer = field(default_factory=LeadScorer)
+    revenue: RevenueModel = field(default_factory=RevenueModel)
+    published: ClassificationMetrics = field(default_factory=ClassificationMetrics)
     examples: int = 0
     positives: int = 0
+    champion: str = "logistic"
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+    revenue_metrics: RegressionMetrics = field(default_factory=RegressionMetrics)
+    drift: DriftMonitor = field(default_factory=DriftMonitor)
+    policy: Policy = field(default_factory=Policy)
+    defaults: Defaults = field(default_factory=Defaults)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    origin: str = "learner"  # or "backfill": a learner adopts a bundle it did not publish
+    format: int = 2
 
-    def expected_revenue(self, default: float = 0.0) -> float:
-        """Mean revenue of won deals so far (``default`` before the first)."""
-        return float(self.revenue.get()) if self.revenue.n else default
+    def __post_init__(self) -> None:
+        if self.champion not in self.candidates:
+            self.candidates[self.champion] = Candidate(
+                self.champion, self.scorer, ClassificationMetrics()
+            )
+
+    @classmethod
+    def create(
+        cls,
+        champion: str = "logistic",
+        challengers: tuple[str, ...] = (),
+        defaults: Defaults | None = None,
+        window: int = 5000,
+        threshold: float = 0.25,
+        policy: Policy | None = None,
+        drift_delta: float = 0.01,
+        revenue_min_examples: int = 30,
+        drift_threshold: float = 25.0,
+    ) -> ModelBundle:
+        """An untrained bundle: the champion built from its spec, and its challengers.
+
+        >>> b = ModelBundle.create("logistic", ("hoeffding",))
+        >>> b.champion, sorted(b.candidates)
+        ('logistic', ['hoeffding', 'logistic'])
+        """
+        d = defaults or Defaults()
+        scorer = build_model(champion, d)
+        candidates = {
+            name: Candidate(name, build_model(name, d), ClassificationMetrics(window, threshold))
+            for name in (champion, *challengers)
+        }
+        candidates[champion].model = scorer
+        return cls(
+            scorer=scorer, champion=champion, candidates=candidates, defaults=d,
+            revenue=RevenueModel(min_examples=revenue_min_examples),
+            revenue_metrics=RegressionMetrics(window),
+            drift=DriftMonitor(drift_delta, drift_threshold),
+            policy=policy or Policy(),
+        )  # fmt: skip
+
+    # -- scoring --------------------------------------------------------------------
+
+    def expected_revenue(self, x: dict[str, float] | None = None, default: float = 0.0) -> float:
+        """Expected revenue if won: per lead from the revenue model, else the mean so far."""
+        if not self.revenue.mean:
+            return default
+        return self.revenue.predict_one(x)
+
+    # -- learning -------------------------------------------------------------------
+
+    def learn_one(
+        self, x: dict[str, float], y: bool, published_score: float
+    ) -> tuple[list[Comparison], DriftEvent | None]:
+        """Test-then-train every candidate on one labelled example.
+
+        Returns the comparisons that led to a promotion (at most one) and a drift, if
+        one was detected at this example.
+        """
+        self.published.update(y, published_score)
+        self.examples += 1
+        self.positives += y
+        p_champion = 0.0
+        for c in self.candidates.values():
+            p = c.model.predict_learn_one(x, y)
+            c.metrics.update(y, p)
+            if c.name == self.champion:
+                p_champion = p
+        drifted = self._drift(y, p_champion)
+        promoted: list[Comparison] = []
+        if len(self.candidates) > 1 and self.examples % self.policy.check_every == 0:
+            best = self._best_challenger()
+            if best is not None:
+                self.promote(best.challenger, "learner", best.evidence())
+                promoted.append(best)
+        return promoted, drifted
+
+    def learn_revenue(self, x: dict[str, float] | None, revenue: float) -> None:
+        """Test-then-train the revenue model on one won deal (``x`` None: features unknown)."""
+        if x is None:
+            self.revenue.update(revenue)
+            return
+        if self.revenue.n_learned >= self.revenue.min_examples:
+            self.revenue_metrics.update(revenue, self.revenue.predict_one(x))
+        self.revenue.learn_one(x, revenue)
+
+    def _drift(self, y: bool, p: float) -> DriftEvent | None:
+        if not self.drift.update(y, p):
+            return None
+        recent = list(self.candidates[self.champion].metrics.recent)
+        tail, head = recent[-500:], recent[:-500]
+        err = lambda pairs: sum((q - t) ** 2 for t, q in pairs) / max(1, len(pairs))  # noqa: E731
+        # Adapt: a fresh model of the champion's kind learns from the drift point on and
+        # is promoted by the usual test once it is significantly better.
+        for name in [n for n in self.candidates if "@drift" in n and n != self.champion]:
+            del self.candidates[name]
+        base = self.champion.split("@", 1)[0]
+        name = f"{base}@drift{self.examples}"
+        self.add_challenger(name)
+        self.drift.reset()
+        return DriftEvent(self.champion, self.examples, err(tail), err(head), name)
+
+    def add_challenger(self, name: str) -> None:
+        """Start a fresh challenger (its spec is the name up to an ``@``)."""
+        champion_metrics = self.candidates[self.champion].metrics
+        self.candidates[name] = Candidate(
+            name,
+            build_model(name.split("@", 1)[0], self.defaults),
+            ClassificationMetrics(champion_metrics.window, champion_metrics.threshold),
+            since=self.examples,
+        )
+
+    def _best_challenger(self) -> Comparison | None:
+        champion = self.candidates[self.champion]
+        wins = [
+            c
+            for name, cand in self.candidates.items()
+            if name != self.champion and (c := compare(champion, cand, self.policy)) is not None
+            and c.better
+        ]  # fmt: skip
+        return max(wins, key=lambda c: c.z, default=None)
+
+    # -- champion changes -----------------------------------------------------------
+
+    def promote(
+        self, name: str, actor: str, evidence: dict[str, Any] | None = None, action: str = "promote"
+    ) -> dict[str, Any]:
+        """Make ``name`` the champion; returns the promotion record (``to_version`` is
+        filled when the bundle is next published)."""
+        if name not in self.candidates:
+            raise ValueError(
+                f"no model named {name!r}; models: {', '.join(sorted(self.candidates))}"
+            )
+        if name == self.champion:
+            raise ValueError(f"{name!r} is already the champion")
+        if evidence is None:
+            champion = self.candidates[self.champion]
+            comparison = compare(champion, self.candidates[name], Policy(min_examples=2))
+            evidence = {"comparison": comparison.evidence() if comparison else None}
+        record = {
+            "promotion_id": uuid.uuid4().hex, "at": time.time(), "action": action,
+            "from_model": self.champion, "to_model": name, "from_version": self.version,
+            "to_version": None, "actor": actor, "evidence": evidence,
+            "examples": self.examples,
+        }  # fmt: skip
+        self.champion = name
+        self.scorer = self.candidates[name].model
+        self.drift.reset()
+        self.history = [*self.history, record][-_KEEP_HISTORY:]
+        return record
+
+    def rollback(self, actor: str) -> dict[str, Any]:
+        """Undo the latest champion change: its former champion (which kept learning in
+        shadow) is champion again."""
+        if not self.history:
+            raise ValueError("no promotion to roll back")
+        last = self.history[-1]
+        previous = last["from_model"]
+        if previous not in self.candidates:
+            raise ValueError(f"the former champion {previous!r} is no longer kept")
+        return self.promote(
+            previous, actor, {"undoes": last["promotion_id"]}, action="rollback"
+        )
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per model: name, role, examples and rolling metrics."""
+        out = []
+        for name, c in self.candidates.items():
+            r = c.metrics.report("rolling")
+            out.append({
+                "model": name, "role": "champion" if name == self.champion else "challenger",
+                "since": c.since, "examples": c.metrics.examples, "auc": r["auc"],
+                "logloss": r["logloss"], "brier": r["brier"],
+            })  # fmt: skip
+        return out
+
+
+def defaults_for(m: Any) -> Defaults:
+    """Model parameters from the ``models`` settings section."""
+    return Defaults(m.learning_rate, m.l2, m.optimizer, m.tree_max_size_mb)
+
+
+def policy_for(m: Any) -> Policy:
+    """The promotion policy from the ``models`` settings section."""
+    return Policy(m.promote_min_examples, m.promote_z, m.promote_margin)
+
+
+def bundle_for(m: Any) -> ModelBundle:
+    """An untrained bundle as the ``models`` settings section describes it."""
+    return ModelBundle.create(
+        m.kind, tuple(c for c in m.challengers if c != m.kind), defaults_for(m),
+        m.metrics_window, m.threshold, policy_for(m), m.drift_delta, m.revenue_min_examples,
+        m.drift_threshold,
+    )  # fmt: skip
 
 
 class ModelStore:
     """Versioned model snapshots in Redis; scorers poll :meth:`latest_version`.
 
-    Snapshots are pickles written only by our own learner into our own Redis
-    namespace; never point this at a Redis others can write to.
+    Also the learner's command queue (promote, rollback from ``leadstream models``)
+    and its heartbeat. Snapshots are pickles written only by our own learner (or
+    command) into our own Redis namespace; never point this at a Redis others can
+    write to.
     """
 
     def __init__(self, client: Redis, prefix: str) -> None:
@@ -51,6 +284,9 @@ class ModelStore:
         """Store ``bundle`` as the next version and make it the latest; returns the version."""
         version = int(await self.client.incr(self._k("seq")))
         bundle.version = version
+        for record in bundle.history:
+            if record["to_version"] is None:
+                record["to_version"] = version
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.set(self._k(str(version)), pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL))
             pipe.set(self._k("latest"), version)
@@ -77,7 +313,54 @@ class ModelStore:
         bundle = pickle.loads(raw)  # noqa: S301 - our own snapshot, see the class docstring
         if not isinstance(bundle, ModelBundle):
             raise TypeError(f"model snapshot {version} is not a ModelBundle")
+        if getattr(bundle, "format", 1) != ModelBundle.format:
+            # An older layout: unusable by this code. The learner starts afresh (or from a
+            # backfill); scorers keep the model they have until a new version is published.
+            log.warning("model.snapshot_format_unknown", version=version,
+                        format=getattr(bundle, "format", 1))  # fmt: skip
+            return None
         return bundle
+
+    async def push_command(self, action: str, model: str | None, actor: str) -> str:
+        """Queue a champion change for the learner; returns the command's id."""
+        command_id = uuid.uuid4().hex
+        body = {"id": command_id, "action": action, "model": model, "actor": actor}
+        await self.client.rpush(self._k("commands"), orjson.dumps(body))
+        return command_id
+
+    async def pop_commands(self) -> list[dict[str, Any]]:
+        """Take every queued command, oldest first."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.lrange(self._k("commands"), 0, -1)
+            pipe.delete(self._k("commands"))
+            raw, _ = await pipe.execute()
+        return [orjson.loads(r) for r in raw]
+
+    async def set_result(self, command_id: str, result: dict[str, Any]) -> None:
+        """Record what became of a command (kept for a day)."""
+        await self.client.set(self._k("result", command_id), orjson.dumps(result), ex=86400)
+
+    async def result(self, command_id: str) -> dict[str, Any] | None:
+        """What became of a command, once the learner applied it."""
+        raw = await self.client.get(self._k("result", command_id))
+        return orjson.loads(raw) if raw else None
+
+    async def heartbeat(self, ttl_s: float) -> None:
+        """The learner says it is alive (for ``ttl_s`` seconds)."""
+        await self.client.set(self._k("learner"), 1, px=max(1, int(ttl_s * 1000)))
+
+    async def learner_alive(self) -> bool:
+        """Whether a learner beat its heart recently."""
+        return bool(await self.client.exists(self._k("learner")))
+
+
+def apply_command(bundle: ModelBundle, command: dict[str, Any]) -> dict[str, Any]:
+    """Apply a queued command to ``bundle``; returns the promotion record or raises ValueError."""
+    if command["action"] == "promote":
+        return bundle.promote(str(command["model"]), str(command["actor"]))
+    if command["action"] == "rollback":
+        return bundle.rollback(str(command["actor"]))
+    raise ValueError(f"unknown model command {command['action']!r}")
 
 
 def band(score: float, a: float, b: float, c: float) -> str:
@@ -93,6 +376,35 @@ def band(score: float, a: float, b: float, c: float) -> str:
     if score >= c:
         return "C"
     return "D"
+
+
+def value_band(
+    score: float,
+    expected_revenue: float,
+    mean_revenue: float,
+    cap: float,
+    a: float,
+    b: float,
+    c: float,
+) -> str:
+    """The band of a lead from its probability and its expected deal size together.
+
+    The probability is weighted by how the lead's expected revenue compares with the
+    mean deal, the ratio capped to ``[1/cap, cap]``: ``band(score × ratio)``. Leads are
+    thus ordered by expected value (``score × expected revenue``), while a lead that
+    is unlikely to convert cannot reach band A on deal size alone (with ``cap = 2``,
+    a score below a/2 never makes A). Before any revenue is known the ratio is 1.
+
+    >>> value_band(0.3, 20000.0, 10000.0, 2.0, 0.5, 0.25, 0.1)  # a big deal: B becomes A
+    'A'
+    >>> value_band(0.3, 2000.0, 10000.0, 2.0, 0.5, 0.25, 0.1)   # a small one: C (0.3 × 0.5)
+    'C'
+    >>> value_band(0.2, 90000.0, 10000.0, 2.0, 0.5, 0.25, 0.1)  # capped: 0.2 × 2 = 0.4
+    'B'
+    """
+    ratio = expected_revenue / mean_revenue if mean_revenue > 0 else 1.0
+    ratio = min(cap, max(1.0 / cap, ratio))
+    return band(score * ratio, a, b, c)
 
 
 _LABELS: dict[str, str] = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -209,17 +209,35 @@ def best_f1_threshold(y: Sequence[int], p: Sequence[float]) -> float:
     return best_t
 
 
+class Learner(Protocol):
+    """Anything that learns one labelled example at a time."""
+
+    def learn_one(self, x: dict[Any, Any], y: Any, **kwargs: Any) -> None: ...
+
+
 def backfill(
-    model: LeadScorer, xs: Sequence[dict[str, float]], ys: Sequence[int], passes: int, seed: int
+    model: Learner,
+    xs: Sequence[dict[str, float]],
+    ys: Sequence[int],
+    passes: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Train on history: the first pass in time order, later passes shuffled."""
+    """Train on history: the first pass in time order, later passes shuffled.
+
+    ``progress`` is called with the number of examples learned, every 1,000 and at the end.
+    """
     order = list(range(len(xs)))
     rng = random.Random(seed)  # noqa: S311 - shuffling, not security
     for n in range(passes):
         if n:
             rng.shuffle(order)
-        for i in order:
+        for k, i in enumerate(order, 1):
             model.learn_one(xs[i], bool(ys[i]))
+            if progress is not None and k % 1000 == 0:
+                progress(1000)
+        if progress is not None and len(order) % 1000:
+            progress(len(order) % 1000)
 
 
 @dataclass(frozen=True)

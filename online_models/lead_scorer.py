@@ -5,9 +5,9 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from river import base, linear_model, optim, preprocessing
+from river import base
 
 
 class Contribution(NamedTuple):
@@ -23,13 +23,17 @@ class Explanation:
     """A score with its logit split into an intercept and per-feature contributions.
 
     ``raw`` holds (feature, value, contribution) tuples; :class:`Contribution`
-    objects are built on demand, since scoring needs only the top few.
+    objects are built on demand, since scoring needs only the top few. For every
+    model, ``intercept + Σ contributions == logit``. ``exact`` says whether the
+    contributions are the model's own terms (a linear model) or an approximation
+    (a tree model: see :class:`online_models.tree_scorer.TreeScorer`).
     """
 
     proba: float
     logit: float
     intercept: float
     raw: list[tuple[str, float, float]]
+    exact: bool = True
 
     @property
     def contributions(self) -> tuple[Contribution, ...]:
@@ -46,18 +50,29 @@ class LeadScorer(base.Classifier):
     """Online logistic regression whose every score can be explained exactly.
 
     Numeric features (names without ``=``) are standardised with running means
-    and variances (and clipped to ±8 standard deviations); indicator features (``field=value``) pass through. Since the
-    model is linear in the transformed features, ``weight × transformed value``
-    per feature plus the intercept is exactly the logit.
+    and variances (and clipped to ±8 standard deviations); indicator features
+    (``field=value``) pass through. Since the model is linear in the transformed
+    features, ``weight × transformed value`` per feature plus the intercept is
+    exactly the logit.
+
+    Learning is SGD on the log loss (the L2 term applies to the weights of the
+    features present, as in River's ``LogisticRegression``), either with one step
+    size for every weight (``sgd``) or with AdaGrad's per-feature steps
+    (``adagrad``: ``learning_rate / sqrt(1 + Σ past squared gradients)``), so that
+    rare categories learn fast and frequent ones settle. Written out so that one pass
+    computes the score and the update: the learner's test-then-train costs one dot
+    product per example, not two.
 
     Parameters
     ----------
     learning_rate
-        SGD step size for the weights and the intercept.
+        Step size (SGD), or base step size (AdaGrad), of the weights and the intercept.
     l2
         L2 regularisation strength.
     prior
         The score before anything is learned (sets the initial intercept).
+    optimizer
+        ``sgd`` or ``adagrad``.
 
     Attributes
     ----------
@@ -79,84 +94,141 @@ class LeadScorer(base.Classifier):
     True
     """
 
-    def __init__(self, learning_rate: float = 0.03, l2: float = 1e-4, prior: float = 0.1) -> None:
+    def __init__(
+        self,
+        learning_rate: float = 0.03,
+        l2: float = 1e-4,
+        prior: float = 0.1,
+        optimizer: Literal["sgd", "adagrad"] = "sgd",
+    ) -> None:
         if not 0 < prior < 1:
             raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
+        if optimizer not in ("sgd", "adagrad"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adagrad', got {optimizer!r}")
         self.learning_rate = learning_rate
         self.l2 = l2
         self.prior = prior
-        self._scaler = preprocessing.StandardScaler()
-        self._lr = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate),
-            l2=l2,
-            intercept_lr=learning_rate,
-            intercept_init=math.log(prior / (1 - prior)),
-        )
+        self.optimizer = optimizer
+        self._g2: dict[str, float] = {}  # AdaGrad: 1 + sum of squared gradients per weight
+        self._g2_intercept = 1.0
+        # Running scale of each numeric feature: [count, mean, population variance].
+        self._scale: dict[str, list[float]] = {}
+        self._weights: dict[str, float] = {}
+        self._intercept = math.log(prior / (1 - prior))
         self.n_learned = 0
 
     @property
     def _multiclass(self) -> bool:
         return False
 
-    def _transform(self, x: dict[str, float]) -> dict[str, float]:
-        means = self._scaler.means
-        variances = self._scaler.vars
-        out: dict[str, float] = {}
-        for name, value in x.items():
-            if "=" in name:
-                out[name] = value
-            elif name in means:
-                var = variances[name]
-                out[name] = _clip((value - means[name]) / math.sqrt(var)) if var > 0 else 0.0
-            else:
-                # Never seen while learning: no scale yet, so no effect.
-                out[name] = 0.0
-        return out
+    @property
+    def weights(self) -> dict[str, float]:
+        """A copy of the weights, on the standardised features."""
+        return dict(self._weights)
+
+    @property
+    def intercept(self) -> float:
+        """The intercept of the logit."""
+        return self._intercept
+
+    def _scaled(self, name: str, value: float) -> float:
+        if "=" in name:
+            return value
+        s = self._scale.get(name)
+        if s is None or s[2] <= 0:
+            return 0.0  # never seen while learning (or constant): no scale yet, so no effect
+        return _clip((value - s[1]) / math.sqrt(s[2]))
 
     def learn_one(self, x: dict[Any, Any], y: base.typing.ClfTarget, **kwargs: Any) -> None:
-        numeric = {k: v for k, v in x.items() if "=" not in k}
-        self._scaler.learn_one(numeric)
-        self._lr.learn_one(self._transform(x), y)
+        self.predict_learn_one(x, bool(y))
+
+    def predict_learn_one(self, x: dict[str, float], y: bool) -> float:
+        """Score ``x`` with the current model, then learn ``(x, y)``; returns the score.
+
+        The prequential (test-then-train) step in one pass over the features: the
+        score and the step use the scale known before this example (so the score is
+        exactly what :meth:`predict_proba_one` gave), then the scale learns ``x``.
+        The hot loop of the learner, hence written out.
+        """
+        weights = self._weights
+        scale = self._scale
+        sqrt = math.sqrt
+        xt: list[tuple[str, float]] = []
+        z = self._intercept
+        for name, value in x.items():
+            if "=" in name:
+                v = value
+            else:
+                s = scale.get(name)
+                if s is None:
+                    scale[name] = [1.0, value, 0.0]
+                    v = 0.0
+                else:
+                    var = s[2]
+                    v = (value - s[1]) / sqrt(var) if var > 0 else 0.0
+                    v = _CLIP if v > _CLIP else -_CLIP if v < -_CLIP else v
+                    n = s[0] + 1.0
+                    old = s[1]
+                    mean = old + (value - old) / n
+                    s[0], s[1], s[2] = n, mean, var + ((value - old) * (value - mean) - var) / n
+            xt.append((name, v))
+            w = weights.get(name)
+            if w is not None:
+                z += w * v
+        p = _sigmoid(z)
+        g = p - (1.0 if y else 0.0)
+        lr, l2 = self.learning_rate, self.l2
+        if self.optimizer == "sgd":
+            self._intercept -= lr * g
+            for name, v in xt:
+                w = weights.get(name, 0.0)
+                weights[name] = w - lr * (g * v + l2 * w)
+        else:
+            self._g2_intercept += g * g
+            self._intercept -= lr * g / sqrt(self._g2_intercept)
+            g2 = self._g2
+            for name, v in xt:
+                w = weights.get(name, 0.0)
+                gi = g * v + l2 * w
+                acc = g2.get(name, 1.0) + gi * gi
+                g2[name] = acc
+                weights[name] = w - lr * gi / sqrt(acc)
         self.n_learned += 1
+        return p
 
     def predict_proba_one(
         self, x: dict[Any, Any], **kwargs: Any
     ) -> dict[base.typing.ClfTarget, float]:
-        p = _sigmoid(self._logit(self._transform(x)))
+        p = _sigmoid(self._logit(x))
         return {False: 1.0 - p, True: p}
 
     def explain_one(self, x: dict[str, float]) -> Explanation:
         """The score with its exact additive decomposition of the logit.
 
         One pass: scale, weigh, and keep each feature's contribution (the hot path
-        of the score agent, so it does not build the transformed dict).
+        of the score agent, so it builds nothing but the list of terms).
         """
-        # River's public `weights` copies the dict on every call; read the live one.
-        weights = self._lr._weights  # noqa: SLF001
-        means = self._scaler.means
-        variances = self._scaler.vars
+        weights = self._weights
         raw: list[tuple[str, float, float]] = []
         total = 0.0
         for name, value in x.items():
-            w = weights.get(name) if name in weights else None
+            w = weights.get(name)
             if w is None:
                 continue
-            if "=" not in name:
-                var = variances.get(name, 0.0)
-                scaled = _clip((value - means[name]) / math.sqrt(var)) if var > 0 else 0.0
-            else:
-                scaled = value
-            c = w * scaled
+            c = w * self._scaled(name, value)
             total += c
             raw.append((name, value, c))
-        intercept = float(self._lr.intercept)
-        logit = intercept + total
-        return Explanation(_sigmoid(logit), logit, intercept, raw)
+        logit = self._intercept + total
+        return Explanation(_sigmoid(logit), logit, self._intercept, raw)
 
-    def _logit(self, xt: dict[str, float]) -> float:
-        weights = self._lr._weights  # noqa: SLF001
-        total: float = sum(weights[name] * value for name, value in xt.items() if name in weights)
-        return float(self._lr.intercept) + total
+    def _logit(self, x: dict[str, float]) -> float:
+        weights = self._weights
+        total = self._intercept
+        for name, value in x.items():
+            w = weights.get(name)
+            if w is not None:
+                total += w * self._scaled(name, value)
+        return total
 
 
 #: Standardised values are clipped: a heavy-tailed column must not swing SGD steps.

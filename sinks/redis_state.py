@@ -201,6 +201,26 @@ class RedisState:
         keys = [self._k("learned", lead_id) for lead_id in lead_ids]
         return [bool(r) for r in await self._first(args=[self.state_ttl_s, *keys])]
 
+    async def keep_features(self, features: dict[str, dict[str, float]]) -> None:
+        """Keep the features a lead was labelled positive with, for its revenue example.
+
+        The first kept set wins: a later rescore (an update) does not replace the
+        features known when the label was settled.
+        """
+        if not features:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lead_id, x in features.items():
+                pipe.set(self._k("won_x", lead_id), orjson.dumps(x), ex=self.state_ttl_s, nx=True)
+            await pipe.execute()
+
+    async def kept_features(self, lead_ids: Sequence[str]) -> list[dict[str, float] | None]:
+        """The features kept by :meth:`keep_features` for each lead, if any."""
+        if not lead_ids:
+            return []
+        raw = await self.client.mget([self._k("won_x", lead_id) for lead_id in lead_ids])
+        return [orjson.loads(r) if r else None for r in raw]
+
     async def was_scored(self, lead_ids: Sequence[str]) -> list[bool]:
         """Whether a snapshot exists for each lead (labelled or not)."""
         if not lead_ids:

@@ -7,7 +7,6 @@ and be emitted once.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,25 +19,10 @@ from config.settings import Settings
 from sinks.clickhouse import connect, migrate
 from streaming.pipeline import Message, Pipeline
 from streaming.runtime import build_pipeline
+from tests.learning._rig import Captured
 
 pytestmark = pytest.mark.integration
 DAY = 86400.0
-
-
-class Captured:
-    """A sender that records messages and delivers them at once."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes | None, dict[str, Any]]] = []
-
-    async def __call__(self, topic: str, key: bytes | None, value: bytes) -> Any:
-        self.messages.append((topic, key, orjson.loads(value)))
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        return [v for t, _, v in self.messages if t == topic]
 
 
 @pytest.fixture
