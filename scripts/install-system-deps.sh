@@ -36,6 +36,11 @@ need_lib() {  # need_lib PACKAGE  (a shared library: ask dpkg, or accept when dp
         missing+=("$1")
     fi
 }
+# `leadstream backfill` reads PostgreSQL through psql; its test runs a server of its own.
+need postgresql psql
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+    missing+=(postgresql)
+fi
 need_lib libpango-1.0-0
 need_lib libpangoft2-1.0-0
 need_lib fonts-dejavu-core

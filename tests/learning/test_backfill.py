@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -116,8 +117,12 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A PostgreSQL server of our own (initdb in a temporary folder), as the postgres user."""
-    if shutil.which("initdb") is None or shutil.which("psql") is None:
+    # Debian keeps initdb and pg_ctl out of PATH, under /usr/lib/postgresql/<version>/bin.
+    found = [shutil.which("initdb"), *sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))]
+    initdb = next((Path(p) for p in found if p), None)
+    if initdb is None or shutil.which("psql") is None:
         pytest.fail("PostgreSQL (initdb, pg_ctl, psql) is needed: scripts/install-system-deps.sh")
+    pg_ctl = str(initdb.with_name("pg_ctl"))
     folder = Path(tempfile.mkdtemp(prefix="ls-pg-"))
     shutil.chown(folder, "postgres")
     port = _free_port()
@@ -126,13 +131,13 @@ def postgres() -> Iterator[str]:
     def call(*args: str) -> None:
         subprocess.run([*run, *args], check=True, capture_output=True, timeout=60)
 
-    call("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
-    call("pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "-o",
+    call(str(initdb), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
+    call(pg_ctl, "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "-o",
          f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        call("pg_ctl", "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
+        call(pg_ctl, "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
 
 
