@@ -1,0 +1,288 @@
+"""The FastAPI application: the JSON API over :mod:`reporting.queries` and the dashboard.
+
+Every view takes the same filters as query parameters; answers are cached in
+Redis by :class:`reporting.cache.QueryCache`. The dashboard is a static page
+with vanilla JavaScript and SVG charts, served from ``api/static`` with no
+external assets, so it works without internet access.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+
+from api._security import COOKIE, Authenticator, guard
+from config.settings import ApiSettings, ModelSettings
+from reporting.cache import QueryCache
+from reporting.queries import (
+    Analytics,
+    AnomalyRow,
+    Band,
+    CohortRow,
+    Filters,
+    Funnel,
+    Kpis,
+    LeadQuality,
+    LeadRow,
+    ModelHealth,
+    Options,
+    RoiBy,
+    RoiRow,
+)
+
+STATIC = Path(str(resources.files("api") / "static"))
+_VALUE = r"^[A-Za-z0-9_.:+\- ]{1,80}$"
+#: Default range: the last 30 days of data.
+DEFAULT_DAYS = 30
+
+Value = Annotated[str | None, Query(max_length=80, pattern=_VALUE)]
+PathValue = Annotated[str, PathParam(max_length=80, pattern=_VALUE)]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="most rows (at most api.max_rows)")]
+
+
+def _json(body: bytes) -> Response:
+    return Response(content=body, media_type="application/json")
+
+
+def _filters(
+    request: Request,
+    start: Annotated[
+        date | None, Query(description="first day (UTC); default: 30 days before end")
+    ] = None,
+    end: Annotated[
+        date | None, Query(description="last day, included; default: the data's last day")
+    ] = None,
+    channel: Value = None,
+    campaign_id: Value = None,
+    industry: Value = None,
+    country: Value = None,
+    size_bucket: Value = None,
+    seniority: Value = None,
+    band: Annotated[Band | None, Query(description="score band")] = None,
+) -> Filters:
+    """The filters of a view request; the default range is the last 30 days of data."""
+    if end is None:
+        end = request.app.state.options().last_day or date.today()
+    if start is None:
+        start = end - timedelta(days=DEFAULT_DAYS - 1)
+    try:
+        return Filters(
+            start=start, end=end, channel=channel, campaign_id=campaign_id, industry=industry,
+            country=country, size_bucket=size_bucket, seniority=seniority, band=band,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise HTTPException(422, detail=[e["msg"] for e in exc.errors()]) from None
+
+
+F = Annotated[Filters, Depends(_filters)]
+
+
+def create_app(
+    analytics: Analytics,
+    cache: QueryCache,
+    settings: ApiSettings,
+    registry: CollectorRegistry,
+    models: ModelSettings | None = None,
+) -> FastAPI:
+    """The app; ``registry`` holds the cache metrics and is served on ``/metrics``."""
+    auth = Authenticator(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        cache.close()  # the watermark thread
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="leadstream analytics API",
+        version="1",
+        description="Executive KPIs, funnel, lead quality, ROI, cohorts, anomalies, model health "
+        "and drill-down from channel to campaign to lead. Authenticate with "
+        "`Authorization: Bearer <token>` or HTTP basic.",
+        docs_url=None,  # Swagger UI loads from a CDN; the OpenAPI document is at /openapi.json
+        redoc_url=None,
+    )
+    app.middleware("http")(guard(auth))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def options() -> Options:
+        return Options.model_validate_json(cache.get("options", {}, analytics.options))
+
+    app.state.options = options
+
+    def view(name: str, f: Filters, compute: Any, **extra: Any) -> Response:
+        return _json(cache.get(name, {**f.model_dump(mode="json"), **extra}, compute))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/login", include_in_schema=False)
+    def login(token: str = Query(max_length=512)) -> Response:
+        if not auth.enabled:
+            return RedirectResponse("/", status_code=303)
+        if not auth.token_ok(token):
+            raise HTTPException(401, "wrong token")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE, auth.session_value(), httponly=True, samesite="strict", path="/",
+            secure=False,  # served on loopback by default; put TLS in front in production
+        )  # fmt: skip
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/api/v1/config", summary="Dashboard settings: live-refresh interval")
+    def config() -> dict[str, Any]:
+        return {"refresh_s": settings.refresh_s, "default_days": DEFAULT_DAYS}
+
+    @app.get("/api/v1/watermark", summary="Changes whenever new data lands")
+    def watermark() -> dict[str, str]:
+        return {"watermark": cache.current_watermark()}
+
+    @app.get(
+        "/api/v1/options",
+        response_model=Options,
+        summary="Channels, campaigns, segment values, data range",
+    )
+    def get_options() -> Response:
+        return _json(cache.get("options", {}, analytics.options))
+
+    @app.get(
+        "/api/v1/kpis",
+        response_model=Kpis,
+        summary="Executive KPIs with change vs the previous period",
+    )
+    def kpis(f: F) -> Response:
+        return view("kpis", f, lambda: analytics.kpis(f))
+
+    @app.get(
+        "/api/v1/funnel", response_model=Funnel, summary="Lead → MQL → SQL → opportunity → won"
+    )
+    def funnel(f: F) -> Response:
+        return view("funnel", f, lambda: analytics.funnel(f))
+
+    @app.get(
+        "/api/v1/lead-quality",
+        response_model=LeadQuality,
+        summary="Score histogram and band mix by channel",
+    )
+    def lead_quality(f: F) -> Response:
+        return view("lead_quality", f, lambda: analytics.lead_quality(f))
+
+    @app.get(
+        "/api/v1/roi",
+        response_model=list[RoiRow],
+        summary="Spend, CPL, CPA, revenue, ROAS, ROI by a dimension",
+    )
+    def roi(f: F, by: RoiBy = "channel") -> Response:
+        return view("roi", f, lambda: analytics.roi(f, by), by=by)
+
+    @app.get("/api/v1/cohorts", response_model=list[CohortRow], summary="Weekly conversion cohorts")
+    def cohorts(f: F) -> Response:
+        return view("cohorts", f, lambda: analytics.cohorts(f))
+
+    @app.get(
+        "/api/v1/anomalies",
+        response_model=list[AnomalyRow],
+        summary="Detected anomalies, newest first",
+    )
+    def anomalies(f: F, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+        return view("anomalies", f, lambda: analytics.anomalies(f, limit), limit=limit)
+
+    @app.get(
+        "/api/v1/model-health",
+        response_model=ModelHealth,
+        summary="Model metrics over time and promotions",
+    )
+    def model_health(f: F) -> Response:
+        return view("model_health", f, lambda: analytics.model_health(f))
+
+    @app.get("/api/v1/live", summary="New leads per hour over the last hours of data")
+    def live(hours: Annotated[int, Query(ge=1, le=24 * 14)] = 48) -> Response:
+        return _json(cache.get("live", {"hours": hours}, lambda: analytics.live(hours)))
+
+    @app.get(
+        "/api/v1/channels/{channel_name}/campaigns",
+        response_model=list[RoiRow],
+        summary="Drill-down: a channel's campaigns",
+    )
+    def channel_campaigns(channel_name: PathValue, f: F) -> Response:
+        g = _with(f, channel=channel_name)
+        return view("campaigns", g, lambda: analytics.roi(g, "campaign_id"))
+
+    @app.get(
+        "/api/v1/campaigns/{campaign}/leads",
+        response_model=list[LeadRow],
+        summary="Drill-down: a campaign's leads with scores and reasons",
+    )
+    def campaign_leads(
+        campaign: PathValue, f: F,
+        limit: Limit = 100,
+    ) -> Response:  # fmt: skip
+        g = _with(f, campaign_id=campaign)
+        limit = _cap(limit, settings.max_rows)
+        return view("leads", g, lambda: analytics.leads(g, limit), limit=limit)
+
+    @app.get(
+        "/api/v1/leads",
+        response_model=list[LeadRow],
+        summary="Leads of a channel or campaign (drill-down)",
+    )
+    def leads(f: F, limit: Limit = 100) -> Response:
+        limit = _cap(limit, settings.max_rows)
+        if not (f.channel or f.campaign_id):
+            raise HTTPException(422, "give a channel or a campaign_id")
+        return view("leads", f, lambda: analytics.leads(f, limit), limit=limit)
+
+    @app.get("/api/v1/insights", summary="Characteristics of successful leads (segment analysis)")
+    def insights(f: F, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response:
+        return view(
+            "insights",
+            f,
+            lambda: _insights(analytics, models or ModelSettings(), f, limit),
+            limit=limit,
+        )
+
+    return app
+
+
+def _cap(limit: int, most: int) -> int:
+    if limit > most:
+        raise HTTPException(422, f"limit {limit} is above the most allowed, {most} (api.max_rows)")
+    return limit
+
+
+def _with(f: Filters, **update: str) -> Filters:
+    try:
+        return Filters.model_validate({**f.model_dump(), **update})
+    except ValidationError as exc:
+        raise HTTPException(422, detail=[e["msg"] for e in exc.errors()]) from None
+
+
+def _insights(analytics: Analytics, models: ModelSettings, f: Filters, limit: int) -> Any:
+    """Segments of successful leads, from reporting.insights (helper H3b's module)."""
+    from reporting.insights import segment_insights
+
+    since = datetime.combine(f.start, time(0), tzinfo=UTC)
+    until = datetime.combine(f.end + timedelta(days=1), time(0), tzinfo=UTC)
+    return segment_insights(
+        analytics.client, analytics.database, models, since=since, until=until, limit=limit
+    )

@@ -1,0 +1,445 @@
+// leadstream dashboard: vanilla JavaScript and SVG, no external assets.
+// Every chart element carries data-key / data-value with the number the API returned,
+// so what is drawn can be checked against the API (tests/dashboard).
+"use strict";
+
+const SVGNS = "http://www.w3.org/2000/svg";
+const state = { refreshS: 5, watermark: null, options: null, timer: null, seq: 0, insights: false };
+const fmt0 = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
+const fmt2 = new Intl.NumberFormat("en", { maximumFractionDigits: 2 });
+const money = (v) => (v == null ? "–" : fmt0.format(v));
+const pct = (v) => (v == null ? "–" : (v * 100).toFixed(1) + "%");
+const $ = (sel) => document.querySelector(sel);
+
+function h(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "onclick") node.addEventListener("click", v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function s(tag, attrs, ...children) {
+  const node = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined) continue;
+    if (k === "onclick") node.addEventListener("click", v);
+    else node.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+async function api(path, params) {
+  const url = new URL(path, window.location.origin);
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, v);
+  }
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(`${response.status} ${path}: ${JSON.stringify(body.detail ?? body)}`);
+  }
+  return response.json();
+}
+
+function filters() {
+  const out = {};
+  for (const [k, v] of new FormData($("#filters"))) if (v) out[k] = v;
+  return out;
+}
+
+function setStatus(text, error) {
+  const node = $("#status");
+  node.textContent = text;
+  node.classList.toggle("error", Boolean(error));
+}
+
+// -- charts --------------------------------------------------------------------------
+
+// Charts are drawn in the pixels of their container, so text stays at its CSS size.
+const widthOf = (container) => Math.max(280, Math.round(container.clientWidth || 640));
+
+function barsH(container, rows, opts) {
+  // Horizontal bars: rows of {key, label, value, text, cls}; clickable if opts.onClick.
+  const o = opts || {};
+  const width = widthOf(container);
+  const rowH = 24, labelW = Math.min(120, width * 0.3), valueW = Math.min(260, width * 0.4);
+  const max = Math.max(1e-9, ...rows.map((r) => r.value));
+  const root = s("svg", { viewBox: `0 0 ${width} ${Math.max(rowH, rows.length * rowH)}`, role: "img" });
+  rows.forEach((r, i) => {
+    const y = i * rowH;
+    const w = Math.max(1, ((width - labelW - valueW) * r.value) / max);
+    const g = s("g", {
+      class: o.onClick ? "clickable" : null, "data-key": r.key, "data-value": r.value,
+      onclick: o.onClick ? () => o.onClick(r.key) : null,
+    });
+    g.append(
+      s("text", { x: 0, y: y + 16, class: "label" }, r.label),
+      s("rect", { x: labelW, y: y + 4, width: w, height: rowH - 8, class: "bar " + (r.cls || "") }),
+      s("text", { x: labelW + w + 6, y: y + 16 }, r.text),
+      s("title", {}, `${r.label}: ${r.text}`),
+    );
+    root.append(g);
+  });
+  container.replaceChildren(rows.length ? root : h("p", { class: "empty" }, "no data"));
+}
+
+function columns(container, rows) {
+  // Vertical bars of {key, value, label}: the score histogram.
+  const width = widthOf(container), height = 160, pad = 4;
+  const max = Math.max(1e-9, ...rows.map((r) => r.value));
+  const bw = (width - pad) / Math.max(1, rows.length);
+  const root = s("svg", { viewBox: `0 0 ${width} ${height + 20}`, role: "img" });
+  root.append(s("line", { x1: pad, y1: height, x2: width, y2: height, class: "axis" }));
+  rows.forEach((r, i) => {
+    const bh = (height - 10) * (r.value / max);
+    const x = pad + i * bw;
+    root.append(
+      s("rect", { x: x + 1, y: height - bh, width: Math.max(1, bw - 2), height: bh,
+                  class: "bar", "data-key": r.key, "data-value": r.value },
+        s("title", {}, `${r.label}: ${fmt0.format(r.value)}`)),
+    );
+    if (i % 5 === 0) root.append(s("text", { x, y: height + 14 }, r.label.split("–")[0]));
+  });
+  root.append(s("text", { x: width - 20, y: height + 14 }, "1"));
+  container.replaceChildren(rows.some((r) => r.value) ? root : h("p", { class: "empty" }, "no scored leads"));
+}
+
+function lines(container, series, labels) {
+  // Line chart; each series {name, cls, values[]} is scaled to its own maximum.
+  const width = widthOf(container), height = 160, pad = 4;
+  const root = s("svg", { viewBox: `0 0 ${width} ${height + 34}`, role: "img" });
+  const n = Math.max(1, labels.length - 1);
+  series.forEach((ser, k) => {
+    const max = Math.max(1e-9, ...ser.values);
+    const pts = ser.values.map((v, i) => `${pad + ((width - 2 * pad) * i) / n},${height - (height - 10) * (v / max)}`);
+    root.append(s("polyline", { points: pts.join(" "), class: "line " + (ser.cls || ""),
+                                "data-key": ser.name, "data-value": ser.values.reduce((a, b) => a + b, 0) }));
+    root.append(s("text", { x: 4 + k * 220, y: height + 30, class: "label" },
+                  `${ser.name} (max ${fmt0.format(Math.max(...ser.values, 0))})`));
+  });
+  if (labels.length) {
+    root.append(s("text", { x: 0, y: height + 14 }, labels[0]));
+    root.append(s("text", { x: width - 70, y: height + 14 }, labels[labels.length - 1]));
+  }
+  container.replaceChildren(labels.length ? root : h("p", { class: "empty" }, "no data"));
+}
+
+function stacked(container, rows) {
+  // Rows of {key, parts: {A, B, C, D}} as 100% stacked horizontal bars.
+  const width = widthOf(container);
+  const rowH = 24, labelW = Math.min(120, width * 0.3);
+  const root = s("svg", { viewBox: `0 0 ${width} ${Math.max(rowH, rows.length * rowH)}`, role: "img" });
+  rows.forEach((r, i) => {
+    const total = Object.values(r.parts).reduce((a, b) => a + b, 0) || 1;
+    let x = labelW;
+    root.append(s("text", { x: 0, y: i * rowH + 16, class: "label" }, r.key));
+    for (const band of ["A", "B", "C", "D"]) {
+      const v = r.parts[band] || 0;
+      const w = ((width - labelW) * v) / total;
+      root.append(s("rect", { x, y: i * rowH + 4, width: w, height: rowH - 8, class: "band-" + band,
+                              "data-key": `${r.key}/${band}`, "data-value": v },
+                    s("title", {}, `${r.key} band ${band}: ${fmt0.format(v)} (${pct(v / total)})`)));
+      x += w;
+    }
+  });
+  container.replaceChildren(rows.length ? root : h("p", { class: "empty" }, "no data"));
+}
+
+function table(node, head, rows, opts) {
+  const o = opts || {};
+  const thead = h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c))));
+  const body = h("tbody", {}, rows.map((r) => h("tr", {
+    class: o.onClick ? "clickable" + (o.selected === r.key ? " selected" : "") : null,
+    "data-key": r.key, onclick: o.onClick ? () => o.onClick(r.key) : null,
+  }, r.cells.map((c) => (c instanceof Node ? c : h("td", {}, c))))));
+  node.replaceChildren(thead, body);
+  if (!rows.length) node.append(h("tbody", {}, h("tr", {}, h("td", { class: "empty", colspan: head.length }, "nothing in this period"))));
+}
+
+const td = (value, text, cls) => h("td", { "data-value": value, class: cls || null }, text);
+
+// -- views ---------------------------------------------------------------------------
+
+const KPIS = [
+  ["leads", "Leads", fmt0.format, 1], ["mql", "MQL", fmt0.format, 1], ["sql", "SQL", fmt0.format, 1],
+  ["won", "Won", fmt0.format, 1], ["revenue", "Revenue", money, 1], ["spend", "Spend", money, 0],
+  ["cpl", "Cost per lead", (v) => (v == null ? "–" : fmt2.format(v)), -1],
+  ["cpa", "Cost per won deal", money, -1], ["roas", "ROAS", (v) => (v == null ? "–" : fmt2.format(v) + "×"), 1],
+  ["mean_score", "Mean score", (v) => (v == null ? "–" : v.toFixed(3)), 1],
+];
+
+function renderKpis(k) {
+  const cards = KPIS.map(([name, label, show, goodWhenUp]) => {
+    const v = k.current[name], c = k.change[name];
+    const dir = c == null || c === 0 ? "flat" : (c > 0) === (goodWhenUp > 0) ? "up" : "down";
+    const arrow = c == null ? "no previous data" : `${c > 0 ? "▲" : c < 0 ? "▼" : "="} ${pct(Math.abs(c))} vs previous`;
+    return h("div", { class: "kpi", id: "kpi-" + name, "data-kpi": name, "data-value": v ?? "" },
+      h("div", { class: "name" }, label), h("div", { class: "value" }, show(v)),
+      h("div", { class: "change " + (goodWhenUp === 0 ? "flat" : dir) }, arrow));
+  });
+  $("#kpis").replaceChildren(...cards);
+  lines($("#trend"), [
+    { name: "leads", values: k.daily.map((d) => d.leads) },
+    { name: "spend", cls: "alt", values: k.daily.map((d) => d.spend) },
+  ], k.daily.map((d) => d.day));
+}
+
+const STAGE_LABEL = { leads: "Leads", mql: "MQL", sql: "SQL", opportunity: "Opportunity", won: "Won" };
+
+function renderFunnel(f) {
+  barsH($("#funnel"), f.stages.map((st) => ({
+    key: st.stage, label: STAGE_LABEL[st.stage], value: st.leads,
+    text: fmt0.format(st.leads) + (st.rate_from_previous == null ? "" : ` · ${pct(st.rate_from_previous)}`) +
+      (st.median_days_from_previous == null ? "" : ` · ${st.median_days_from_previous} d`),
+  })));
+}
+
+function renderQuality(q) {
+  columns($("#histogram"), q.histogram.map((b, i) => ({
+    key: String(i), value: b.leads, label: `${b.low.toFixed(2)}–${b.high.toFixed(2)}`,
+  })));
+  const by = new Map();
+  for (const r of q.bands_by_channel) {
+    if (!by.has(r.channel)) by.set(r.channel, {});
+    by.get(r.channel)[r.band] = r.leads;
+  }
+  stacked($("#bands"), [...by.entries()].map(([key, parts]) => ({ key, parts })));
+}
+
+function roiCells(r) {
+  return [
+    td(r.key, r.key), td(r.leads, fmt0.format(r.leads)), td(r.won, fmt0.format(r.won)),
+    td(r.spend, money(r.spend)), td(r.revenue, money(r.revenue)), td(r.cpl ?? "", r.cpl == null ? "–" : fmt2.format(r.cpl)),
+    td(r.cpa ?? "", money(r.cpa)), td(r.roas ?? "", r.roas == null ? "–" : fmt2.format(r.roas) + "×"),
+    td(r.roi ?? "", r.roi == null ? "–" : pct(r.roi)),
+  ];
+}
+const ROI_HEAD = ["", "leads", "won", "spend", "revenue", "CPL", "CPA", "ROAS", "ROI"];
+
+function renderRoi(rows) {
+  const channel = filters().channel;
+  barsH($("#roi-chart"), rows.map((r) => ({
+    key: r.key, label: r.key, value: r.revenue, text: `revenue ${money(r.revenue)} · spend ${money(r.spend)}`,
+  })), { onClick: drillChannel });
+  table($("#roi"), ROI_HEAD.map((c, i) => (i ? c : "channel")), rows.map((r) => ({ key: r.key, cells: roiCells(r) })),
+    { onClick: drillChannel, selected: channel });
+}
+
+function renderCampaigns(rows) {
+  const f = filters();
+  $("#campaigns-title").firstChild.textContent = `Campaigns of ${f.channel} `;
+  table($("#campaigns"), ROI_HEAD.map((c, i) => (i ? c : "campaign")), rows.map((r) => ({ key: r.key, cells: roiCells(r) })),
+    { onClick: drillCampaign, selected: f.campaign_id });
+}
+
+function renderLeads(rows) {
+  $("#leads-title").textContent = `Leads of ${filters().campaign_id} (best scores first; no personal data)`;
+  table($("#leads"), ["lead", "created", "score", "band", "stage", "segment", "why"], rows.map((r) => ({
+    key: r.lead_id, cells: [
+      td(r.lead_id, r.lead_id), td(r.created_at, r.created_at.slice(0, 16).replace("T", " ")),
+      td(r.score ?? "", r.score == null ? "–" : r.score.toFixed(3)), td(r.band, r.band), td(r.stage, r.stage),
+      td("", [r.industry, r.country, r.size_bucket, r.seniority].filter(Boolean).join(" · ")),
+      h("td", { class: "text" }, r.reasons.slice(0, 3).map((x) => x.text || x.feature).join("; ")),
+    ],
+  })));
+}
+
+function renderCohorts(rows) {
+  table($("#cohorts"), ["week", "leads", "MQL", "SQL", "won", "revenue", "MQL rate", "SQL rate", "won rate"],
+    rows.map((r) => ({ key: r.week, cells: [
+      td(r.week, r.week), td(r.leads, fmt0.format(r.leads)), td(r.mql, fmt0.format(r.mql)), td(r.sql, fmt0.format(r.sql)),
+      td(r.won, fmt0.format(r.won)), td(r.revenue, money(r.revenue)), td(r.mql_rate ?? "", pct(r.mql_rate)),
+      td(r.sql_rate ?? "", pct(r.sql_rate)), td(r.won_rate ?? "", pct(r.won_rate)),
+    ] })));
+}
+
+function renderAnomalies(rows) {
+  table($("#anomalies"), ["when", "what", "value", "expected", "severity"], rows.slice(0, 100).map((r) => ({
+    key: r.anomaly_id, cells: [
+      td(r.window_start, r.window_start.slice(0, 16).replace("T", " ")),
+      h("td", { class: "text" }, r.description || `${r.kind} ${r.series}`),
+      td(r.value, fmt2.format(r.value)), td(r.expected, `${fmt2.format(r.expected_low)}–${fmt2.format(r.expected_high)}`),
+      td(r.severity, (r.opportunity ? "opportunity · " : "") + r.severity, "sev-" + r.severity),
+    ],
+  })));
+}
+
+function renderModel(m) {
+  const rolling = m.metrics.filter((r) => r.scope === "rolling" && r.auc != null).reverse();
+  const names = [...new Set(rolling.map((r) => r.model_name))];
+  lines($("#model"), names.map((name, i) => ({
+    name: `${name} AUC`, cls: i ? "alt" : "", values: rolling.filter((r) => r.model_name === name).map((r) => r.auc),
+  })), rolling.filter((r) => r.model_name === names[0]).map((r) => String(r.recorded_at).slice(0, 16).replace("T", " ")));
+  const latest = new Map();
+  for (const r of m.metrics) if (!latest.has(r.model_name + r.scope)) latest.set(r.model_name + r.scope, r);
+  table($("#model-table"), ["model", "role", "version", "scope", "examples", "AUC", "log loss", "Brier"],
+    [...latest.values()].map((r) => ({ key: r.model_name + "/" + r.scope, cells: [
+      td(r.model_name, r.model_name), td(r.role, r.role), td(r.model_version, r.model_version), td(r.scope, r.scope),
+      td(r.examples, fmt0.format(r.examples)), td(r.auc ?? "", r.auc == null ? "–" : r.auc.toFixed(3)),
+      td(r.logloss ?? "", r.logloss == null ? "–" : r.logloss.toFixed(3)), td(r.brier ?? "", r.brier == null ? "–" : r.brier.toFixed(3)),
+    ] })));
+}
+
+function renderInsights(report) {
+  const rows = (report.segments || []).slice(0, 15);
+  table($("#insights"), ["segment", "leads", "converted", "rate", "lift", "vs base"], rows.map((x) => ({
+    key: x.fields.map((f, i) => `${f}=${x.values[i]}`).join(" & "),
+    cells: [
+      h("td", { class: "text" }, x.fields.map((f, i) => `${f} = ${x.values[i]}`).join(" & ")),
+      td(x.leads, fmt0.format(x.leads)), td(x.conversions, fmt0.format(x.conversions)),
+      td(x.rate, pct(x.rate)), td(x.lift, fmt2.format(x.lift) + "×"),
+      td(x.direction, x.direction, x.direction === "higher" ? "up" : "down"),
+    ],
+  })));
+}
+
+async function loadInsights(f, seq) {
+  // On request only: the segment analysis runs statistical tests over every lead.
+  $("#insights").replaceChildren(h("caption", { class: "empty" }, "analysing…"));
+  try {
+    const report = await api("/api/v1/insights", f);
+    if (seq === state.seq) renderInsights(report);
+  } catch (err) {
+    if (seq === state.seq) $("#insights").replaceChildren(h("caption", { class: "empty" }, err.message));
+  }
+}
+
+// -- drill-down and filters ------------------------------------------------------------
+
+function setSelect(name, value) {
+  const select = document.querySelector(`#filters [name="${name}"]`);
+  if (value && ![...select.options].some((o) => o.value === value)) select.append(h("option", { value }, value));
+  select.value = value || "";
+}
+
+function fillCampaigns() {
+  const channel = filters().channel;
+  const current = filters().campaign_id;
+  const all = state.options ? state.options.channels : {};
+  const campaigns = channel ? all[channel] || [] : Object.values(all).flat().sort();
+  const select = $('#filters [name="campaign_id"]');
+  select.replaceChildren(h("option", { value: "" }, "all"), ...campaigns.map((c) => h("option", { value: c }, c)));
+  select.value = campaigns.includes(current) ? current : "";
+}
+
+function drillChannel(channel) {
+  setSelect("channel", channel);
+  fillCampaigns();
+  setSelect("campaign_id", "");
+  loadAll();
+}
+
+function drillCampaign(campaign) {
+  setSelect("campaign_id", campaign);
+  loadAll();
+}
+
+function renderCrumbs() {
+  const f = filters();
+  const parts = [h("a", { onclick: () => { setSelect("channel", ""); fillCampaigns(); loadAll(); } }, "All channels")];
+  if (f.channel) parts.push(" › ", h("a", { onclick: () => drillChannel(f.channel) }, f.channel));
+  if (f.campaign_id) parts.push(" › ", h("span", {}, f.campaign_id));
+  $("#crumbs").replaceChildren(...parts);
+}
+
+async function loadAll() {
+  const seq = ++state.seq;
+  const f = filters();
+  renderCrumbs();
+  setStatus("loading…");
+  const base = { ...f };
+  delete base.campaign_id;  // ROI by channel shows every campaign of the channel
+  const jobs = {
+    kpis: api("/api/v1/kpis", f), funnel: api("/api/v1/funnel", f), quality: api("/api/v1/lead-quality", f),
+    roi: api("/api/v1/roi", { ...base, by: "channel" }), cohorts: api("/api/v1/cohorts", f),
+    anomalies: api("/api/v1/anomalies", f), model: api("/api/v1/model-health", f),
+  };
+  if (f.channel) jobs.campaigns = api(`/api/v1/channels/${encodeURIComponent(f.channel)}/campaigns`, base);
+  if (f.campaign_id) jobs.leads = api(`/api/v1/campaigns/${encodeURIComponent(f.campaign_id)}/leads`, { ...f, limit: 50 });
+  try {
+    const names = Object.keys(jobs);
+    const values = await Promise.all(Object.values(jobs));
+    if (seq !== state.seq) return;  // a newer load started meanwhile
+    const r = Object.fromEntries(names.map((n, i) => [n, values[i]]));
+    renderKpis(r.kpis); renderFunnel(r.funnel); renderQuality(r.quality); renderRoi(r.roi);
+    renderCohorts(r.cohorts); renderAnomalies(r.anomalies); renderModel(r.model);
+    $("#campaigns-panel").hidden = !r.campaigns;
+    if (r.campaigns) renderCampaigns(r.campaigns);
+    $("#leads-panel").hidden = !r.leads;
+    if (r.leads) renderLeads(r.leads);
+    document.body.dataset.loaded = String(seq);
+    if (state.insights) loadInsights(f, seq);
+    setStatus(`updated ${new Date().toLocaleTimeString()} · live every ${state.refreshS} s`);
+  } catch (err) {
+    if (seq === state.seq) setStatus(err.message, true);
+  }
+}
+
+async function checkLive() {
+  try {
+    const { watermark } = await api("/api/v1/watermark");
+    if (watermark !== state.watermark) {
+      state.watermark = watermark;
+      state.options = await api("/api/v1/options");
+      await loadAll();
+    }
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function fillOptions() {
+  const o = state.options;
+  setSelect("channel", filters().channel);
+  const chan = $('#filters [name="channel"]');
+  const current = chan.value;
+  chan.replaceChildren(h("option", { value: "" }, "all"), ...Object.keys(o.channels).map((c) => h("option", { value: c }, c)));
+  chan.value = current;
+  for (const [name, values] of Object.entries(o.segments)) {
+    const select = document.querySelector(`#filters [name="${name}"]`);
+    if (!select) continue;
+    select.replaceChildren(h("option", { value: "" }, "all"), ...values.map((v) => h("option", { value: v }, v)));
+  }
+  fillCampaigns();
+}
+
+function defaultDates(days) {
+  const o = state.options;
+  const end = o.last_day ? new Date(o.last_day + "T00:00:00Z") : new Date();
+  const start = new Date(end.getTime() - (days - 1) * 86400000);
+  $('#filters [name="end"]').value = end.toISOString().slice(0, 10);
+  $('#filters [name="start"]').value = start.toISOString().slice(0, 10);
+}
+
+async function main() {
+  try {
+    const cfg = await api("/api/v1/config");
+    state.refreshS = cfg.refresh_s;
+    state.watermark = (await api("/api/v1/watermark")).watermark;
+    state.options = await api("/api/v1/options");
+    fillOptions();
+    defaultDates(cfg.default_days);
+    $("#filters").addEventListener("change", (e) => {
+      if (e.target.name === "channel") fillCampaigns();
+      loadAll();
+    });
+    $("#filters").addEventListener("reset", () => setTimeout(() => {
+      defaultDates(cfg.default_days); fillCampaigns(); loadAll();
+    }, 0));
+    $("#insights-run").addEventListener("click", () => {
+      state.insights = true;
+      loadInsights(filters(), state.seq);
+    });
+    await loadAll();
+    state.timer = setInterval(checkLive, state.refreshS * 1000);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", main);
