@@ -28,10 +28,16 @@ COPY sinks/ sinks/
 COPY reporting/ reporting/
 COPY config/ config/
 COPY cli/ cli/
+COPY api/ api/
 RUN pip install .
 
 
 FROM python:3.11-slim-bookworm
+
+# WeasyPrint (PDF reports) needs Pango and fonts at run time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -48,8 +54,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /var/lib/leadstream
 USER leadstream:leadstream
 
-# The worker's Prometheus /metrics (LEADSTREAM_METRICS__PORT).
-EXPOSE 9464
+# The worker's Prometheus /metrics (LEADSTREAM_METRICS__PORT), the dashboard and API.
+EXPOSE 9464 8600
 
 ENTRYPOINT ["leadstream"]
 CMD ["worker"]

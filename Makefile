@@ -19,7 +19,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LEADSTREAM := $(BIN)/leadstream
-PACKAGES := streaming agents online_models sinks reporting config cli
+PACKAGES := streaming agents online_models sinks reporting config cli api
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
