@@ -36,6 +36,8 @@ SPEND_EVENT_TYPES: tuple[str, ...] = ("spend",)
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 _SLUG = re.compile(r"[^a-z0-9]+")
+_FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2149, 6, 6)
+_Date = date  # `date` is also a field name of SpendEvent
 
 
 def slug(value: str) -> str:
@@ -45,6 +47,14 @@ def slug(value: str) -> str:
     'paid_search'
     """
     return _SLUG.sub("_", value.strip().lower()).strip("_")
+
+
+def _nonempty_slug(value: str) -> str:
+    """A slug that keeps at least one letter or digit (``'!!!'`` would become ``''``)."""
+    out = slug(value)
+    if not out:
+        raise ValueError(f"{value!r} has no letters or digits")
+    return out
 
 
 @lru_cache(maxsize=1024)
@@ -115,7 +125,7 @@ class LeadEvent(_Event):
     @field_validator("channel", "industry", "seniority")
     @classmethod
     def _slug(cls, value: str | None) -> str | None:
-        return slug(value) if value else value
+        return _nonempty_slug(value) if value else value
 
     @field_validator("country")
     @classmethod
@@ -178,7 +188,17 @@ class SpendEvent(_Event):
     @field_validator("channel")
     @classmethod
     def _slug(cls, value: str) -> str:
-        return slug(value)
+        return _nonempty_slug(value)
+
+    @field_validator("date")
+    @classmethod
+    def _storable(cls, value: _Date) -> _Date:
+        # ClickHouse's Date holds 1970-01-01 to 2149-06-06; outside it the insert would fail.
+        if not _FIRST_DAY <= value <= _LAST_DAY:
+            raise ValueError(
+                f"date {value.isoformat()} is not between {_FIRST_DAY} and {_LAST_DAY}"
+            )
+        return value
 
     @field_validator("currency")
     @classmethod

@@ -8,18 +8,39 @@ hashes before anything leaves this module.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from streaming.events import EVENT_MODELS, describe_errors
-from streaming.pii import hash_personal_fields, scrub_text
+from config.settings import STAGES
+from streaming.events import EVENT_MODELS, EVENT_TYPES, describe_errors
+from streaming.pii import EMAIL_RE, IPV4_RE, PHONE_RE, hash_personal_fields, keyed_hash
 
 #: Events further in the future than this, against the ingest clock, are rejected.
 MAX_CLOCK_SKEW = timedelta(days=1)
+#: Events older than this are rejected: no lead history is older, and ancient dates would
+#: each open their own monthly ClickHouse partition (and expire at once by TTL).
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+#: Extra (unknown) fields may nest this deep; deeper structures are rejected.
+MAX_EXTRA_DEPTH = 16
+# Fields leadstream derives itself or writes as columns: a source may not send them.
+_DERIVED = frozenset(
+    {"email_domain", "email_is_free", "email_is_role", "ingested_at", "attributes"}
+)
+_INT64 = (-(2**63), 2**63 - 1)
+_WORD = re.compile(r'[^\s{}\[\],:"\\]+')
+_HARMLESS = re.compile(r"[-+.\dTZ]{0,40}")
+_LONG_DIGITS = re.compile(r"\d{9}")
+_VOCABULARY = frozenset(
+    {name for model in EVENT_MODELS.values() for name in model.model_fields}
+    | {t for types in EVENT_TYPES.values() for t in types}
+    | {"true", "false", "null", *STAGES}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +155,25 @@ class Ingestor:
                 partition,
                 offset,
             )
+        if model.occurred_at < EARLIEST_OCCURRED_AT:
+            return self._reject(
+                raw,
+                "too_old",
+                f"{self.topic}: occurred_at {model.occurred_at.isoformat()} is before"
+                f" {EARLIEST_OCCURRED_AT.date().isoformat()}",
+                partition,
+                offset,
+            )
+        extra = model.__pydantic_extra__
+        if extra:
+            problem = self._check_extra(extra)
+            if problem is not None:
+                return self._reject(
+                    raw, "invalid_field", f"{self.topic}: {problem}", partition, offset
+                )
+            extra = {name: self._scrub(value, 1, name) for name, value in extra.items()}
         # The models are flat: their fields and extras are the event (cheaper than model_dump).
-        fields = {**model.__dict__, **(model.__pydantic_extra__ or {})}
+        fields = {**model.__dict__, **(extra or {})}
         event = hash_personal_fields(fields, self.pii_fields, self.key)
         return Accepted(
             kind=self.kind,
@@ -144,6 +182,52 @@ class Ingestor:
             occurred_at=model.occurred_at,
             event=event,
         )
+
+    def _check_extra(self, extra: dict[str, Any]) -> str | None:
+        """Why the unknown fields cannot be kept as they are, or None if they can."""
+        reserved = _DERIVED | {f"{f}_hash" for f in self.pii_fields}
+        for name in extra:
+            if name in reserved:
+                return f"{name} is derived by leadstream and may not be sent"
+        stack: list[tuple[Any, int]] = [(v, 1) for v in extra.values()]
+        while stack:
+            value, depth = stack.pop()
+            if isinstance(value, dict | list):
+                if depth > MAX_EXTRA_DEPTH:
+                    return f"extra fields nest deeper than {MAX_EXTRA_DEPTH} levels"
+                items = value.values() if isinstance(value, dict) else value
+                stack.extend((v, depth + 1) for v in items)
+            elif isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+                return f"an extra field holds an integer beyond 64 bits ({str(value)[:20]}...)"
+        return None
+
+    def _scrub(self, value: Any, depth: int = 0, name: str = "") -> Any:
+        """An unknown field's value with personal data hashed, however deeply it is nested.
+
+        Personal field names are matched in nested objects too, in any case and with a
+        typo or a prefix (``Email``, ``e-mail``, ``frist_name``, ``mobile_phone``); any
+        text that looks like an e-mail, IPv4 address or phone number is hashed.
+        """
+        if name and value is not None and _looks_personal(name, self.pii_fields):
+            text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+            return "hash:" + keyed_hash(self.key, " ".join(text.lower().split()))[:16]
+        if isinstance(value, str):
+            return _scrub_extra_text(value, self.key)
+        if depth > 2 * MAX_EXTRA_DEPTH and isinstance(value, list | dict):
+            return "(nested too deep)"  # only in dead-letter payloads: extras are shallower
+        if isinstance(value, list):
+            return [self._scrub(v, depth + 1) for v in value]
+        if isinstance(value, dict):
+            exact = {
+                str(k).lower(): v for k, v in value.items() if str(k).lower() in self.pii_fields
+            }
+            rest = {
+                str(k): self._scrub(v, depth + 1, str(k))
+                for k, v in value.items()
+                if str(k).lower() not in exact
+            }
+            return {**rest, **hash_personal_fields(exact, self.pii_fields, self.key)}
+        return value
 
     def _reason(self, exc: ValidationError) -> tuple[str, str]:
         errors = exc.errors(include_url=False)
@@ -159,7 +243,7 @@ class Ingestor:
         else:
             code = "invalid_field"
         # Reasons quote the offending values; hash anything personal in them.
-        return code, scrub_text(describe_errors(self.topic, exc), self.key)
+        return code, _scrub_extra_text(describe_errors(self.topic, exc), self.key)
 
     def _reject(self, raw: bytes, code: str, reason: str, partition: int, offset: int) -> Rejected:
         return Rejected(
@@ -179,7 +263,83 @@ class Ingestor:
         except orjson.JSONDecodeError:
             parsed = None
         if isinstance(parsed, dict):
-            cleaned = hash_personal_fields(parsed, self.pii_fields, self.key)
-            raw = orjson.dumps(cleaned, default=str)
-        text = raw.decode("utf-8", errors="replace")
-        return scrub_text(text, self.key).encode("utf-8")
+            # Nested personal fields too (any case), then the top level.
+            cleaned = hash_personal_fields(self._scrub(parsed), self.pii_fields, self.key)
+            try:
+                return orjson.dumps(cleaned, default=str)  # every string was scrubbed
+            except orjson.JSONEncodeError:  # nested deeper than orjson writes: use the text
+                pass
+        # Not a JSON object (often cut off mid-way, or corrupted): nothing says which text
+        # is personal, so every word that is not a field name, an event type or a short
+        # number is replaced by a hash. The structure stays readable for diagnosis.
+        # Phone numbers first: their digit groups would each pass as a short number.
+        text = _scrub_extra_text(raw.decode("utf-8", errors="replace"), self.key)
+        return _WORD.sub(lambda m: _mask_word(m[0], self.key), text).encode("utf-8")
+
+
+def _scrub_extra_text(text: str, key: bytes) -> str:
+    """Hash e-mails, IPv4 addresses and phone-like digit runs (9+ digits) in free text.
+
+    Shorter digit runs (dates such as 2026-01-05, prices) are left alone.
+
+    >>> _scrub_extra_text("on 2026-01-05 call +44 20 7946 0958", b"k" * 16)
+    'on 2026-01-05 call phone:...'
+    """
+    if "@" in text:
+        text = EMAIL_RE.sub(lambda m: "email:" + keyed_hash(key, m[0].lower())[:16], text)
+    if not any(c.isdigit() for c in text):
+        return text
+    text = IPV4_RE.sub(lambda m: "ip:" + keyed_hash(key, m[0])[:16], text)
+
+    def phone(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m[0])
+        return "phone:" + keyed_hash(key, digits)[:16] if len(digits) >= 9 else m[0]
+
+    return PHONE_RE.sub(phone, text)
+
+
+def _mask_word(word: str, key: bytes) -> str:
+    """A word of an unparseable payload, or its hash if it could be personal.
+
+    >>> [_mask_word(w, b"k" * 16) for w in ("last_name", "2026-01-05T10", "Quibbleworth")]
+    ['last_name', '2026-01-05T10', '~...']
+    """
+    if word in _VOCABULARY or (_HARMLESS.fullmatch(word) and not _LONG_DIGITS.search(word)):
+        return word
+    return "~" + keyed_hash(key, word)[:10]
+
+
+_PERSONAL_WORDS = ("email", "mail", "phone", "mobile", "firstname", "lastname", "fullname",
+                   "surname", "ipaddress")  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def _looks_personal(name: str, fields: tuple[str, ...]) -> bool:
+    """Whether an unknown field's name says it holds personal data (typos and prefixes too).
+
+    >>> [_looks_personal(n, ("email", "first_name")) for n in ("E-Mail", " irst_name", "utm")]
+    [True, True, False]
+    """
+    norm = re.sub(r"[^a-z0-9]", "", name.lower())
+    if not norm:
+        return False
+    targets = {re.sub(r"[^a-z0-9]", "", f.lower()) for f in fields}
+    if norm in targets or any(w in norm for w in _PERSONAL_WORDS):
+        return True
+    return any(_one_edit_apart(norm, t) for t in targets if len(t) >= 4)
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether one insertion, deletion or substitution turns ``a`` into ``b``.
+
+    >>> _one_edit_apart("irstname", "firstname"), _one_edit_apart("phnoe", "phone")
+    (True, False)
+    """
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    if len(a) == len(b):
+        return a[i + 1 :] == b[i + 1 :]
+    return a[i:] == b[i + 1 :]

@@ -24,9 +24,11 @@ ROLE_MAILBOXES: frozenset[str] = frozenset(
     {"info", "sales", "admin", "contact", "support", "hello", "office", "marketing"}
 )
 
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# Repeats are bounded (RFC 5321 lengths; phones under 32 characters): unbounded ones
+# backtrack quadratically on a long run of letters or digits, one event could stall ingest.
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9.\-]{1,253}\.[A-Za-z]{2,24}")
 IPV4_RE = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
-PHONE_RE = re.compile(r"\+?\d[\d ()\-.]{7,}\d")
+PHONE_RE = re.compile(r"\+?\d[\d ()\-.]{7,30}\d")
 
 
 def keyed_hash(key: bytes, value: str) -> str:
