@@ -6,7 +6,10 @@ Offsets of a batch are acknowledged only after the loop body for it returns
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable
+import asyncio
+import itertools
+from collections.abc import AsyncIterable, Awaitable, Callable
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -33,6 +36,29 @@ def _messages(events: list[EventT[bytes]]) -> list[Message]:
     ]
 
 
+#: Longest wait between two attempts at a batch that keeps failing.
+_MAX_RETRY_WAIT_S = 30.0
+
+
+async def _until_done(what: str, handle: Callable[[], Awaitable[None]]) -> None:
+    """Handle one batch until it succeeds, waiting longer after each failure.
+
+    No exception may leave an agent's loop: Faust's ``take_events`` acknowledges a
+    batch whenever its loop is left, by an exception too, and the offsets would then
+    be committed without the batch's effects (Redis or ClickHouse down lost events).
+    Retrying the same batch is safe (replays are idempotent) and holds the consumer.
+    """
+    for attempt in itertools.count(1):
+        try:
+            await handle()
+            return
+        except Exception as exc:  # any failure: the same batch again, after a wait
+            wait = min(0.5 * 2 ** min(attempt - 1, 10), _MAX_RETRY_WAIT_S)
+            log.error("batch.failed", agent=what, attempt=attempt, retry_in_s=wait,
+                      error=repr(exc)[:500])  # fmt: skip
+            await asyncio.sleep(wait)
+
+
 def register_agents(
     app: faust.App, topics: Topics, settings: Settings, pipeline: Callable[[], Pipeline]
 ) -> None:
@@ -43,7 +69,8 @@ def register_agents(
     def raw_agent(kind: str, topic: TopicT) -> None:
         async def ingest(stream: AsyncIterable[bytes]) -> None:
             async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]  # faust's StreamT protocol lacks take_events; Stream has it
-                await pipeline().handle_raw(kind, _messages(events))
+                batch = _messages(events)
+                await _until_done(kind, partial(pipeline().handle_raw, kind, batch))
 
         app.agent(topic, name=f"leadstream.ingest_{kind}")(ingest)
 
@@ -53,7 +80,8 @@ def register_agents(
     @app.agent(topics.training, name="leadstream.learner")
     async def learner(stream: AsyncIterable[bytes]) -> None:
         async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]  # faust's StreamT protocol lacks take_events; Stream has it
-            await pipeline().learn(_messages(events))
+            batch = _messages(events)
+            await _until_done("learner", partial(pipeline().learn, batch))
 
     @app.timer(models.publish_every_s)
     async def publish_model() -> None:
@@ -76,6 +104,12 @@ def register_agents(
     @app.timer(models.sweep_every_s)
     async def sweep_labels() -> None:
         await pipeline().sweep()
+
+    @app.timer(5.0)
+    async def export_anomalies() -> None:
+        # Any worker may close a window; every worker exports the anomalous series it finds
+        # in Redis, so an alert does not depend on which one is scraped.
+        await pipeline().monitor.sync_gauges()
 
     @app.timer(5.0)
     async def export_lag() -> None:
