@@ -20,6 +20,7 @@ from online_models.bundle import ModelStore
 from sinks.clickhouse import ClickHouseSink, connect, migrate
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
+from sinks.retention import apply_retention
 from sinks.rows import COLUMNS
 from streaming.app import create_app, declare_topics
 from streaming.pipeline import Pipeline, Sender
@@ -55,6 +56,7 @@ class Runtime:
         self.metrics = Metrics.create(self.registry)
         self.clickhouse = clickhouse or connect(settings.clickhouse)
         migrate(self.clickhouse, settings.clickhouse.database)
+        apply_retention(self.clickhouse, settings.clickhouse.database, settings.retention)
         self.app = create_app(settings)
         self.topics = declare_topics(self.app, settings)
         self._pipeline: Pipeline | None = None
@@ -101,8 +103,10 @@ class Runtime:
         self.start_metrics()
         try:
             self.worker(loglevel).execute_from_commandline()
-        except SystemExit:
-            pass
+        except SystemExit as exc:
+            # Faust exits 1 when a service crashed: a supervisor must see that and restart.
+            if exc.code not in (0, None):
+                raise
         finally:
             self.stop_metrics()
 
