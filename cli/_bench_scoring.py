@@ -189,7 +189,7 @@ def run_worker_phases(
 
     asyncio.run(prepare())
     progress(f"worker: backlog of {events} lead events")
-    worker = _spawn_worker(settings, profile)
+    worker = spawn_worker(settings, profile)
     try:
         backlog = asyncio.run(read_scored(broker, topics.scored, events, timeout=600))
         throughput = measure(backlog, None)
@@ -209,7 +209,8 @@ def run_worker_phases(
     return throughput, latency
 
 
-def _spawn_worker(settings: Settings, profile: Path | None) -> subprocess.Popen[bytes]:
+def spawn_worker(settings: Settings, profile: Path | None) -> subprocess.Popen[bytes]:
+    """`leadstream worker` as its own process on ``settings`` (optionally under cProfile)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSTREAM_")}
     k = settings.kafka
     env |= {
@@ -223,6 +224,9 @@ def _spawn_worker(settings: Settings, profile: Path | None) -> subprocess.Popen[
         "LEADSTREAM_METRICS__PORT": "0",
         "LEADSTREAM_KAFKA__BATCH_SIZE": str(k.batch_size),
         "LEADSTREAM_KAFKA__BATCH_WITHIN_S": str(k.batch_within_s),
+        "LEADSTREAM_KAFKA__TOPICS__LEADS": k.topics.leads,
+        "LEADSTREAM_KAFKA__TOPICS__SCORED": k.topics.scored,
+        "LEADSTREAM_MODELS__EXPLAIN": str(settings.models.explain).lower(),
         "LEADSTREAM_LOG_LEVEL": "warning",
         "LEADSTREAM_PII_HASH_KEY": settings.require_pii_key().decode(),
     }  # fmt: skip

@@ -6,15 +6,17 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cli._context import settings_from
+from config.settings import Settings
 
 bench_app = typer.Typer(
     help="Benchmarks; each writes JSON under bench/results/.", no_args_is_help=True
@@ -116,7 +118,22 @@ def learning(
 
     Starts its own Redis; chDB in a temporary folder. Also reports the learner's speed.
     """
-    from cli._bench_learning import bench_learning_settings, learning_benchmark
+    from cli._bench_learning import learning_benchmark
+
+    result = _replayed(ctx, "learning", f"replaying {leads} leads",
+                       lambda settings: learning_benchmark(settings, leads, seed))  # fmt: skip
+    result["targets"] = {
+        "ratio_to_truth": 0.97, "learner_examples_per_s": 20000,
+        "met": result["ratio_to_truth"] >= 0.97 and (result["learner_examples_per_s"] or 0) >= 20000,
+    }  # fmt: skip
+    _save(out, "learning", result)
+
+
+def _replayed(
+    ctx: typer.Context, name: str, status: str, run: Callable[[Settings], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run a replay benchmark on its own Redis and a temporary chDB folder."""
+    from cli._bench_learning import bench_learning_settings
     from cli._procs import start_redis
     from cli.demo import free_port
 
@@ -124,24 +141,120 @@ def learning(
     try:
         with start_redis(free_port(), work / "run", detach=False) as redis:
             settings = bench_learning_settings(settings_from(ctx), redis.url, work)
-            with console.status(f"replaying {leads} leads"):
-                result = learning_benchmark(settings, leads, seed)
+            with console.status(status):
+                result = run(settings)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = {
-        "benchmark": "learning",
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        **result,
-    }
-    result["targets"] = {
-        "ratio_to_truth": 0.97, "learner_examples_per_s": 20000,
-        "met": result["ratio_to_truth"] >= 0.97 and (result["learner_examples_per_s"] or 0) >= 20000,
-    }  # fmt: skip
+    return {"benchmark": name, "at": datetime.now(UTC).isoformat(timespec="seconds"), **result}
+
+
+def _save(out: Path, name: str, result: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "learning.json"
+    path = out / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     console.print_json(json.dumps(result))
     console.print(f"results: {path}")
+
+
+@bench_app.command("drift")
+def drift(
+    ctx: typer.Context,
+    leads: Annotated[int, typer.Option(help="leads in the generated stream (drift at half)")] = 40000,
+    seeds: Annotated[str, typer.Option(help="generator seeds, comma-separated, e.g. 7,11,23")] = "7",
+    drift_to: Annotated[list[str], typer.Option(
+        help="drift kind (repeat for several): reversed_firmographics, fading_engagement"
+    )] = ["reversed_firmographics"],  # noqa: B006
+    drift_free: Annotated[bool, typer.Option(
+        help="also replay each seed without a drift and count false alarms"
+    )] = False,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """A concept drift injected by the generator: detection delay, rolling AUC before and after,
+    examples until it recovers. Starts its own Redis; chDB in a temporary folder. Each replay
+    takes ~5 minutes; several seeds or kinds report every run and the worst case."""
+    from cli._bench_drift import drift_runs, targets
+
+    kinds = [k for k in drift_to if k in ("reversed_firmographics", "fading_engagement")]
+    if len(kinds) != len(drift_to) or not kinds:
+        raise typer.BadParameter(
+            "use reversed_firmographics or fading_engagement", param_hint="--drift-to"
+        )
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(
+            "comma-separated integers, e.g. 7,11,23", param_hint="--seeds"
+        ) from err
+    result = _replayed(ctx, "drift", f"replaying {leads} leads through a drift",
+                       lambda settings: drift_runs(settings, leads, seed_list, kinds,  # type: ignore[arg-type]
+                                                   drift_free, lambda m: console.log(m)))  # fmt: skip
+    result["targets"] = targets(result)
+    _save(out, "drift", result)
+
+
+@bench_app.command("anomalies")
+def anomalies(
+    leads: Annotated[int, typer.Option(help="leads in each generated stream")] = 200_000,
+    days: Annotated[int, typer.Option(help="simulated days (daily windows)")] = 120,
+    seed: Annotated[int, typer.Option(help="generator seed")] = 7,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """Anomaly detection on generated traffic with injected anomalies, graded against the truth.
+
+    Precision, recall and delay with anomalies, false alarms without, River detectors on the
+    same series, throughput on its own Redis. No broker: simulated time.
+    """
+    from cli._bench_anomalies import run
+
+    run(leads, days, seed, out, console)
+
+
+@bench_app.command("api")
+def api_views(
+    ctx: typer.Context,
+    events: Annotated[int, typer.Option(help="events to load into chDB")] = 10_000_000,
+    repeat: Annotated[int, typer.Option(help="calls per view (uncached)")] = 20,
+    days: Annotated[int, typer.Option(help="days the events span")] = 150,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """Every API view's p95 uncached and cached, and the dashboard's time to charts in Chromium.
+
+    Loads events shaped like the generator's into chDB in a temporary folder (INSERT …
+    SELECT from numbers()), starts its own Redis, serves the app twice (cache off, on).
+    """
+    from cli._bench_api import print_results, run_api_benchmark
+
+    work = Path(tempfile.mkdtemp(prefix="leadstream-bench-api-"))
+    try:
+        result = run_api_benchmark(settings_from(ctx), events, repeat, days, work, console)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {"benchmark": "api", "at": datetime.now(UTC).isoformat(timespec="seconds"), **result}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "api.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print_results(result, console)
+    console.print(f"results: {path}")
+
+
+@bench_app.command("load")
+def load(
+    minutes: Annotated[
+        float, typer.Option(help="how long to hold the rate (CI: 1, long form: 10)")
+    ] = 1.0,
+    rate: Annotated[
+        float, typer.Option(help="events per second sent (what one worker sustains here)")
+    ] = 3000.0,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """Hold a rate for N minutes against a worker process; memory (RSS) and lag over time.
+
+    Starts its own broker and Redis, chDB in a temporary folder. Stable means no upward
+    trend: the slopes of RSS (after warm-up) and of the backlog stay under small bounds.
+    """
+    from cli._bench_load import run_bench_load
+
+    run_bench_load(minutes, rate, out, lambda m: console.print(m))
 
 
 @bench_app.command("evaluate")
@@ -181,6 +294,76 @@ def evaluate_quality(
                           str(r["sklearn_auc"]), str(r["lift_top_decile"]), str(r["sklearn_lift_top_decile"]))  # fmt: skip
     console.print(t)
     console.print(f"targets: {result['targets']}; results: {path}")
+
+
+@bench_app.command("recommendations")
+def recommendations(
+    seeds: Annotated[int, typer.Option(help="simulated worlds (paired comparisons)")] = 200,
+    periods: Annotated[int, typer.Option(help="simulated periods (weeks) per world")] = 12,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """Budget recommendations against "keep the current allocation" and "proportional to
+    last period's conversions", in a market simulated from the generator's hidden truth.
+
+    Reports the gain in cumulative return over the better baseline with a 95% interval.
+    """
+    from rich.progress import Progress
+
+    from cli._bench_recommendations import recommendations_benchmark
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("simulating worlds", total=seeds + 2 * 50)
+        result = {"benchmark": "recommendations", "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        result |= recommendations_benchmark(seeds, periods, lambda: progress.advance(task))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "recommendations.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print_json(json.dumps({k: result[k] for k in ("mean_cumulative_return_usd", "better_baseline", "targets")}))
+    console.print(f"results: {path}")
+
+
+@bench_app.command("explanations")
+def explanations(
+    ctx: typer.Context,
+    events: Annotated[int, typer.Option(help="lead events per worker run")] = 30_000,
+    rounds: Annotated[int, typer.Option(min=1, help="worker runs with each setting")] = 3,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """Worker scoring throughput with explanations on and off (LEADSTREAM_MODELS__EXPLAIN).
+
+    Runs alternate on/off on the same backlog, each an isolated `leadstream worker`
+    process; reports the medians and the drop (target: at most 10%). Starts its own
+    broker and Redis; chDB in a temporary folder.
+    """
+    from cli._bench_explanations import explanation_benchmark
+    from cli._bench_scoring import bench_settings, machine
+    from cli._procs import start_broker, start_redis
+    from cli.demo import free_port
+
+    work = Path(tempfile.mkdtemp(prefix="leadstream-bench-"))
+    started = time.perf_counter()
+    try:
+        with (
+            start_broker(free_port(), work / "run", detach=False) as broker,
+            start_redis(free_port(), work / "run", detach=False) as redis,
+        ):
+            settings = bench_settings(settings_from(ctx), broker.url, redis.url, work / "chdb")
+            with console.status("explanations benchmark") as status:
+                found = explanation_benchmark(settings, events, rounds, status.update)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = {
+        "benchmark": "explanations",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **found,
+        "seconds_total": round(time.perf_counter() - started, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "explanations.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print_json(json.dumps(result))
+    console.print(f"results: {path}")
 
 
 def _print(result: dict[str, object]) -> None:

@@ -64,6 +64,12 @@ def demo(
     ] = 1500.0,
     folder: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo"),
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 110.0,
+    dashboard: Annotated[
+        bool, typer.Option(help="serve the live dashboard while the demo runs")
+    ] = True,
+    serve_for: Annotated[
+        float, typer.Option(help="keep the dashboard open this many seconds after the run")
+    ] = 0.0,
 ) -> None:
     """Run leadstream end to end on generated events, embedded: no servers to install.
 
@@ -118,8 +124,20 @@ def demo(
                 f"[bold]leadstream demo[/]: broker {broker.address}, Redis {redis.address}, "
                 f"chDB {chdb}, metrics http://127.0.0.1:{metrics_port}/metrics"
             )
-            runtime.run(settings.log_level)
-            summary = run_summary(client, settings.clickhouse.database)
+            from api.server import demo_dashboard
+
+            web = demo_dashboard(settings, client, free_port()) if dashboard else None
+            if web is not None:
+                console.print(f"[bold]dashboard[/] (live while events flow): {web.url}/")
+            try:
+                runtime.run(settings.log_level)
+                summary = run_summary(client, settings.clickhouse.database)
+                if web is not None and serve_for > 0:
+                    console.print(f"dashboard open for {serve_for:.0f} s more: {web.url}/")
+                    time.sleep(serve_for)
+            finally:
+                if web is not None:
+                    web.stop()
     finally:
         broker.stop()
     _print_summary(summary, outcome, settings, time.perf_counter() - started)

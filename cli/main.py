@@ -16,9 +16,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli._logging import configure_logging
+from cli.backfill import backfill
 from cli.bench import bench_app
 from cli.demo import demo
 from cli.evaluate import evaluate
+from cli.forget import forget
+from cli.insights import insights_app
+from cli.models import models_app
+from cli.report import report
+from cli.scheduler import scheduler
+from cli.serve import serve
 from cli.services import services_app
 from cli.worker import generate, worker
 from config.settings import load_settings
@@ -34,7 +41,14 @@ app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("generate")(generate)
 app.command("evaluate")(evaluate)
+app.command("serve")(serve)
 app.add_typer(bench_app, name="bench")
+app.command("report")(report)
+app.command("scheduler")(scheduler)
+app.add_typer(insights_app, name="insights")
+app.add_typer(models_app, name="models")
+app.command("backfill")(backfill)
+app.command("forget")(forget)
 
 
 @app.callback()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -119,10 +120,51 @@ class MetricsSettings(_Section):
 class ModelSettings(_Section):
     """Online model, label join and score bands."""
 
+    kind: Literal["logistic", "hoeffding", "forest"] = Field(
+        "logistic", description="the champion's model kind when the learner starts from nothing"
+    )
+    optimizer: Literal["sgd", "adagrad"] = Field(
+        "adagrad", description="how the logistic model steps: one rate, or AdaGrad per feature"
+    )
     learning_rate: float = Field(
-        0.01, gt=0, description="SGD step size of the online logistic regression"
+        0.1, gt=0, description="step size (sgd) or base step size (adagrad) of the logistic model"
     )
     l2: float = Field(1e-4, ge=0, description="L2 regularisation of the online model")
+    challengers: tuple[str, ...] = Field(
+        (),
+        description="models learning in shadow, e.g. `hoeffding`, `forest`,"
+        " `logistic:optimizer=sgd,learning_rate=0.01`",
+    )
+    tree_max_size_mb: float = Field(
+        32.0, gt=0, description="memory cap of a tree model (a forest shares it among its trees)"
+    )
+    threshold: float = Field(
+        0.25, gt=0, lt=1, description="score at which precision, recall and F1 count a lead"
+    )
+    metrics_window: int = Field(
+        5000, ge=100, description="examples in the rolling window of the prequential metrics"
+    )
+    promote_min_examples: int = Field(
+        2000, ge=100, description="examples both models scored before a challenger may win"
+    )
+    promote_z: float = Field(
+        3.0, gt=0, description="z of the paired log-loss test a challenger must exceed"
+    )
+    promote_margin: float = Field(
+        0.005, ge=0, description="relative log-loss improvement a challenger must also show"
+    )
+    drift_delta: float = Field(
+        0.01, gt=0, description="Page-Hinkley tolerance on the champion's excess Brier error"
+    )
+    drift_threshold: float = Field(
+        25.0, gt=0, description="Page-Hinkley threshold: higher, fewer false alarms, later"
+    )
+    revenue_min_examples: int = Field(
+        30, ge=1, description="won deals learned before revenue is predicted per lead"
+    )
+    value_cap: float = Field(
+        2.0, ge=1, description="band: score × expected/mean revenue, the ratio capped both ways"
+    )
     target_stage: Literal["mql", "sql", "opportunity", "won"] = Field(
         "sql", description="the stage that counts as a conversion"
     )
@@ -135,6 +177,9 @@ class ModelSettings(_Section):
     band_b: float = Field(0.25, gt=0, lt=1, description="score at or above: band B")
     band_c: float = Field(0.1, gt=0, lt=1, description="score at or above: band C (below: D)")
     top_reasons: int = Field(5, ge=1, le=50, description="contributions published with each score")
+    explain: bool = Field(
+        True, description="publish each score's contributions; off scores without them (faster)"
+    )
     publish_every_s: float = Field(2.0, gt=0, description="learner snapshot interval")
     reload_every_s: float = Field(1.0, gt=0, description="scorers look for a newer model")
     sweep_every_s: float = Field(1.0, gt=0, description="negative-label sweep interval")
@@ -161,6 +206,154 @@ class ServiceSettings(_Section):
     alertmanager_port: int = Field(19093, description="port of the local Alertmanager")
 
 
+class ApiSettings(_Section):
+    """The dashboard and JSON API (`leadstream serve`)."""
+
+    host: str = Field("127.0.0.1", description="address the dashboard and API listen on")
+    port: int = Field(8600, ge=0, le=65535, description="port of the dashboard and API")
+    auth_enabled: bool = Field(
+        True, description="require a bearer token or user/password (off only for the demo)"
+    )
+    token: SecretStr | None = Field(
+        None, description="bearer token for the API and dashboard; environment or secrets file"
+    )
+    username: str | None = Field(None, description="user for HTTP basic authentication")
+    password: SecretStr | None = Field(
+        None, description="password for HTTP basic authentication; environment or secrets file"
+    )
+    cache_ttl_s: int = Field(
+        300, ge=0, description="Redis cache lifetime of a query result (0 turns caching off)"
+    )
+    watermark_every_s: float = Field(
+        1.0, ge=0, description="how often the data watermark that keys the cache is re-read"
+    )
+    refresh_s: float = Field(5.0, ge=1, description="dashboard live-refresh interval")
+    max_rows: int = Field(500, ge=10, le=10_000, description="most leads a drill-down returns")
+    clickhouse_dsn: SecretStr | None = Field(
+        None,
+        description="read-only ClickHouse DSN for the views (user leadstream_ro); empty: the main one",
+    )
+
+
+class AnomalySettings(_Section):
+    """Windowed series, their detectors, feature drift and the alerts they raise."""
+
+    enabled: bool = Field(True, description="watch the series for anomalies and drift")
+    window_s: int = Field(
+        3600, ge=60, le=86400, description="length of a series window in event time (seconds)"
+    )
+    allowed_lateness_s: int = Field(
+        600, ge=0, description="a window closes this long (event time) after its end"
+    )
+    warmup_days: float = Field(
+        14.0, ge=0, description="event-time days a series is learned before it can alert"
+    )
+    threshold: float = Field(
+        4.5, gt=0, description="tail probability below 10^-threshold is a warning anomaly"
+    )
+    critical: float = Field(
+        6.5, gt=0, description="tail probability below 10^-critical is a critical anomaly"
+    )
+    cooldown_windows: int = Field(
+        6, ge=0, description="windows a series stays quiet after it fired (unless it worsens)"
+    )
+    min_leads: int = Field(
+        20, ge=1, description="fewest leads in a window for a rate, score or cost series"
+    )
+    conversion_stage: Literal["mql", "sql", "opportunity", "won"] = Field(
+        "mql", description="the stage counted as a conversion by the series"
+    )
+    conversion_within_s: int = Field(
+        86400,
+        ge=60,
+        description="a window's leads count as converted if they reach the stage this soon",
+    )
+    psi_threshold: float = Field(
+        0.25, gt=0, description="population stability index that counts as feature drift"
+    )
+    psi_min_leads: int = Field(
+        500, ge=10, description="fewest leads in a window for a PSI (drift) check"
+    )
+
+
+class SmtpSettings(_Section):
+    """The SMTP server that e-mails reports."""
+
+    host: str | None = Field(None, description="SMTP server; empty turns e-mail delivery off")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS, 25 plain)")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="STARTTLS after connecting, TLS from the start, or none"
+    )
+    username: str | None = Field(None, description="SMTP login; empty sends without authentication")
+    password: SecretStr | None = Field(
+        None, description="SMTP password; environment or secrets file only"
+    )
+    sender: str = Field("leadstream@localhost", description="From address of report e-mails")
+    recipients: tuple[str, ...] = Field((), description="addresses that receive the reports")
+    timeout_s: float = Field(30.0, gt=0, description="SMTP connect and command timeout")
+    verify_tls: bool = Field(True, description="check the server certificate (off only for tests)")
+
+
+class WebhookSettings(_Section):
+    """A Slack-compatible incoming webhook told when a report is out."""
+
+    url: SecretStr | None = Field(
+        None, description="webhook URL (it embeds a token); environment or secrets file only"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="webhook request timeout")
+
+
+class ReportSettings(_Section):
+    """Scheduled reports, their delivery and the budget recommendations in them."""
+
+    timezone: str = Field("UTC", description="time zone of the schedules and report periods")
+    weekly_cron: str = Field(
+        "0 7 * * mon", description="when the weekly report goes out (cron: min hour day month dow)"
+    )
+    monthly_cron: str = Field(
+        "0 7 1 * *", description="when the monthly report goes out (cron: min hour day month dow)"
+    )
+    formats: tuple[Literal["pdf", "html", "csv", "xlsx"], ...] = Field(
+        ("pdf", "html", "xlsx"), description="artefacts a scheduled report is built in"
+    )
+    out_dir: Path = Field(Path("var/reports"), description="where report artefacts are written")
+    misfire_grace_s: int = Field(
+        6 * 3600, ge=0, description="a report missed (scheduler down) is still sent this long after"
+    )
+    retries: int = Field(4, ge=1, le=20, description="delivery attempts before giving up")
+    backoff_s: float = Field(2.0, ge=0, description="first wait between attempts (doubles each time)")
+    public_url: str | None = Field(None, description="dashboard link put in notifications")
+    currency: str = Field("USD", description="currency label of money in reports")
+    max_shift: float = Field(
+        0.2, gt=0, le=1, description="share of the paid budget a recommendation may move per period"
+    )
+    max_increase: float = Field(
+        1.0, gt=0, description="a campaign's spend may grow by at most this share per period"
+    )
+    max_decrease: float = Field(
+        0.5, gt=0, le=1, description="a campaign's spend may shrink by at most this share per period"
+    )
+    floor: float = Field(
+        0.005, ge=0, lt=1, description="no campaign is cut below this share of the paid budget"
+    )
+
+
+class RetentionSettings(_Section):
+    """How long ClickHouse keeps each group of tables, in days (0 keeps rows forever).
+
+    Applied at worker start as ClickHouse TTLs (`ALTER TABLE … MODIFY TTL`); rows
+    past their time disappear at the next merge.
+    """
+
+    events_days: int = Field(
+        730, ge=0, description="leads, touchpoints and conversions, by the event's time"
+    )
+    scores_days: int = Field(730, ge=0, description="scored leads, by the time of the lead event")
+    training_days: int = Field(730, ge=0, description="labelled training examples, by label time")
+    rejected_days: int = Field(90, ge=0, description="rejected (dead-letter) events, by arrival")
+    spend_days: int = Field(1825, ge=0, description="campaign spend (no personal data), by day")
+
+
 class Settings(BaseSettings):
     """Everything leadstream reads from its environment, in one frozen object."""
 
@@ -179,6 +372,12 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     models: ModelSettings = ModelSettings()
     services: ServiceSettings = ServiceSettings()
+    anomalies: AnomalySettings = AnomalySettings()
+    api: ApiSettings = ApiSettings()
+    reports: ReportSettings = ReportSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    retention: RetentionSettings = RetentionSettings()
     pii_hash_key: SecretStr | None = Field(
         None, description="HMAC key for personal data; from the environment or secrets dir only"
     )
@@ -210,7 +409,8 @@ class Settings(BaseSettings):
         toml_file = os.environ.get("LEADSTREAM_CONFIG_FILE")
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        sources.append(file_secret_settings)
+        # Nested secrets by file name too: LEADSTREAM_SMTP__PASSWORD, LEADSTREAM_API__TOKEN.
+        sources.append(NestedSecretsSettingsSource(file_secret_settings, secrets_nested_delimiter="__"))
         return tuple(sources)
 
     def masked(self) -> dict[str, Any]:
@@ -221,6 +421,7 @@ class Settings(BaseSettings):
         if self.clickhouse.dsn:
             data["clickhouse"]["dsn"] = _mask_dsn(self.clickhouse.dsn)
         data["redis"]["url"] = _mask_dsn(self.redis.url)
+        data["smtp"]["recipients"] = f"{len(self.smtp.recipients)} address(es)"  # personal data
         return data
 
     def require_pii_key(self) -> bytes:

@@ -43,6 +43,19 @@ class Metrics:
     training_examples: Counter
     labels_unmatched: Counter
     model_auc: Gauge
+    anomalies: Counter
+    anomaly_active: Gauge
+    series_value: Gauge
+    series_expected: Gauge
+    feature_psi: Gauge
+    windows_closed: Counter
+    events_too_late: Counter
+    anomaly_errors: Counter
+    model_quality: Gauge
+    revenue_quality: Gauge
+    model_drifts: Counter
+    model_promotions: Counter
+    examples_learned: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "leadstream") -> Metrics:
@@ -86,5 +99,47 @@ class Metrics:
                 ["reason"], namespace=namespace, registry=registry),
             model_auc=Gauge(
                 "model_roc_auc", "Prequential ROC AUC of published scores against their outcomes",
+                namespace=namespace, registry=registry),
+            anomalies=Counter(
+                "anomalies", "Anomalies and drift reported (after the cool-down), by kind and severity",
+                ["kind", "severity"], namespace=namespace, registry=registry),
+            anomaly_active=Gauge(
+                "anomaly_active",
+                "1 while the last closed window of a series is anomalous (every worker exports it)",
+                ["series", "kind", "severity", "dimension"], namespace=namespace, registry=registry),
+            series_value=Gauge(
+                "series_value", "Value of a series in its last closed window", ["series"],
+                namespace=namespace, registry=registry),
+            series_expected=Gauge(
+                "series_expected", "Expected value of a series in its last closed window",
+                ["series"], namespace=namespace, registry=registry),
+            feature_psi=Gauge(
+                "feature_psi", "Population stability index of a lead feature in the last day window",
+                ["feature"], namespace=namespace, registry=registry),
+            windows_closed=Counter(
+                "series_windows_closed", "Series windows closed by the event-time watermark, by length",
+                ["window"], namespace=namespace, registry=registry),
+            events_too_late=Counter(
+                "series_events_too_late",
+                "Events that arrived after their window closed (not in the series)",
+                namespace=namespace, registry=registry),
+            anomaly_errors=Counter(
+                "anomaly_errors", "Failures of the advisory anomaly detection, by stage", ["stage"],
+                namespace=namespace, registry=registry),
+            model_quality=Gauge(
+                "model_prequential", "Prequential metrics of each conversion model on the learner"
+                " (auc, logloss, brier, precision, recall, f1), by model and scope (rolling, overall)",
+                ["model", "scope", "metric"], namespace=namespace, registry=registry),
+            revenue_quality=Gauge(
+                "revenue_prequential", "Prequential metrics of the revenue model (rmse, mae, r2),"
+                " by scope", ["model", "scope", "metric"], namespace=namespace, registry=registry),
+            model_drifts=Counter(
+                "model_drifts", "Concept drifts detected on the champion's prediction error",
+                ["model"], namespace=namespace, registry=registry),
+            model_promotions=Counter(
+                "model_promotions", "Champion changes, by action (promote, rollback) and actor",
+                ["action", "actor"], namespace=namespace, registry=registry),
+            examples_learned=Counter(
+                "examples_learned", "Labelled examples the learner learned (each lead once)",
                 namespace=namespace, registry=registry),
         )  # fmt: skip

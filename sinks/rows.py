@@ -44,6 +44,20 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "training_examples": (
         "lead_id", "label", "score", "model_version", "scored_at", "labelled_at", "revenue",
     ),
+    "anomalies": (
+        "anomaly_id", "kind", "series", "dimension", "dimension_value", "metric", "window_start",
+        "window_end", "value", "expected", "expected_low", "expected_high", "severity",
+        "direction", "opportunity", "description", "detected_at",
+    ),
+    "model_metrics": (
+        "model_name", "role", "model_version", "scope", "recorded_at", "examples", "positives",
+        "auc", "logloss", "brier", "threshold", "precision", "recall", "f1", "calibration",
+        "rmse", "mae", "r2",
+    ),
+    "model_promotions": (
+        "promotion_id", "at", "action", "from_model", "to_model", "from_version", "to_version",
+        "actor", "evidence",
+    ),
 }  # fmt: skip
 
 #: The table each kind of raw event lands in.

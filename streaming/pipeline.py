@@ -25,13 +25,23 @@ import orjson
 import structlog
 
 from config.settings import STAGES, Settings
-from online_models.bundle import ModelBundle, ModelStore, band, reason
+from online_models.bundle import (
+    ModelBundle,
+    ModelStore,
+    apply_command,
+    bundle_for,
+    defaults_for,
+    policy_for,
+    value_band,
+)
 from online_models.features import lead_features
-from online_models.lead_scorer import LeadScorer
+from online_models.importance import UNEXPLAINED, published_explanation
+from online_models.records import REVENUE_MODEL, drift_row, metric_rows, promotion_row
 from sinks.clickhouse import ClickHouseSink, write_with_retry
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
 from sinks.rows import TABLE_FOR_KIND, Row, event_row, mapping_row
+from streaming.anomalies import AnomalyMonitor
 from streaming.codec import dumps
 from streaming.ingest import Accepted, Ingestor, Rejected
 
@@ -107,12 +117,15 @@ class Pipeline:
         self.model = self.new_bundle()
         self.learning: ModelBundle | None = None
         self._learned_since_publish = 0
+        self._promotions: list[dict[str, Any]] = []  # applied, not yet in ClickHouse
         self._horizon_s = settings.models.horizon_days * 86400.0
+        self.monitor = AnomalyMonitor.for_worker(
+            settings, state.client, state.prefix, metrics, send, sinks.get("anomalies"), clock
+        )
 
     def new_bundle(self) -> ModelBundle:
-        """An untrained model configured from the settings."""
-        m = self.settings.models
-        return ModelBundle(scorer=LeadScorer(learning_rate=m.learning_rate, l2=m.l2))
+        """An untrained model configured from the settings: champion, challengers, revenue."""
+        return bundle_for(self.settings.models)
 
     # -- raw events -----------------------------------------------------------------
 
@@ -150,13 +163,16 @@ class Pipeline:
         for partition, ts in latest.items():
             await self.state.advance_watermark(f"{kind}:{partition}", ts)
         labels: list[tuple[str, Awaitable[Any]]] = []
+        scores: list[float] | None = None
         if kind == "lead":
             sends, snapshots = await self._score(fresh, now)
+            scores = [snapshot["score"] for _, _, snapshot in snapshots]
             pending.extend(sends)
             labels = await self._label_parked(snapshots, now)
         elif kind == "conversion":
             labels = await self._label_conversions([a for a, _ in fresh], now)
             pending.extend(await self._revenue_examples([a for a, _ in fresh]))
+        await self.monitor.observe(kind, [a for a, _ in fresh], len(rejected_rows), scores)
         await asyncio.gather(*pending, *(sent for _, sent in labels))
         # Only now that the examples are on the broker are the labels settled.
         labelled = [lead_id for lead_id, _ in labels]
@@ -212,7 +228,7 @@ class Pipeline:
             return [], []
         cfg = self.settings.models
         model = self.model
-        expected_revenue = model.expected_revenue()
+        mean_revenue = model.expected_revenue()
         engagement = await self.state.engagement([a.key for a, _ in fresh])
         sends: list[Awaitable[Any]] = []
         rows: list[Row] = []
@@ -221,15 +237,22 @@ class Pipeline:
         for (a, msg), eng in zip(fresh, engagement, strict=True):
             lead = a.event
             x = lead_features(lead, eng)
-            explanation = model.scorer.explain_one(x)
-            score = explanation.proba
+            revenue = model.expected_revenue(x)  # if won; the mean until enough deals
+            if cfg.explain:  # reasons + intercept + unlisted_contribution add up to the logit
+                explanation = model.scorer.explain_one(x)
+                score = explanation.proba
+                explained = published_explanation(explanation, cfg.top_reasons, lead)
+            else:
+                score = model.scorer.predict_proba_one(x)[True]
+                explained = dict(UNEXPLAINED)
             record = {
                 "event_id": a.event_id,
                 "lead_id": a.key,
                 "score": round(score, 6),
-                "band": band(score, cfg.band_a, cfg.band_b, cfg.band_c),
-                "expected_value": round(score * expected_revenue, 2),
-                "reasons": [reason(c, lead) for c in explanation.top(cfg.top_reasons)],
+                "band": value_band(score, revenue, mean_revenue, cfg.value_cap,
+                                   cfg.band_a, cfg.band_b, cfg.band_c),
+                "expected_value": round(score * revenue, 2),
+                **explained,
                 "model_version": model.version,
                 "scored_at": now,
                 "occurred_at": a.occurred_at,
@@ -305,12 +328,16 @@ class Pipeline:
         The conversion label is usually settled earlier (at the target stage), so
         revenue travels as an example of its own kind; the learner counts it once per lead.
         """
+        won = [c for c in conversions if c.event["stage"] == "won" and c.event.get("revenue")
+               is not None]  # fmt: skip
+        # The features the lead was labelled positive with (kept when its label was
+        # emitted, earlier or in this batch); None if the won overtook the label.
+        kept = await self.state.kept_features([c.key for c in won])
         sends = []
-        for c in conversions:
-            revenue = c.event.get("revenue")
-            if c.event["stage"] == "won" and revenue is not None:
-                body = {"kind": "revenue", "lead_id": c.key, "revenue": float(revenue)}
-                sends.append(await self.send(self.topics.training, c.key.encode(), dumps(body)))
+        for c, features in zip(won, kept, strict=True):
+            body = {"kind": "revenue", "lead_id": c.key, "revenue": float(c.event["revenue"]),
+                    "features": features}  # fmt: skip
+            sends.append(await self.send(self.topics.training, c.key.encode(), dumps(body)))
         return sends
 
     async def _label_parked(
@@ -332,6 +359,8 @@ class Pipeline:
         if outcome["occurred_at"] - snapshot["created_at"] > self._horizon_s:
             self.metrics.labels_unmatched.labels(reason="after_horizon").inc()
             return None  # the sweep labels it negative
+        if outcome["label"]:  # the revenue model learns the deal from these features
+            await self.state.keep_features({lead_id: snapshot["features"]})
         return await self._emit_example(
             lead_id, snapshot, outcome["label"], now, outcome["revenue"]
         )
@@ -390,7 +419,7 @@ class Pipeline:
     async def learn(self, messages: Sequence[Message]) -> None:
         """The learner: test-then-train on labelled examples, each lead once."""
         if self.learning is None:
-            self.learning = await self.store.load() or self.new_bundle()
+            self.learning = await self._resume()
         decoded = [orjson.loads(m.value) for m in messages if m.value]
         bundle = self.learning
         revenues = [e for e in decoded if e.get("kind") == "revenue"]
@@ -399,37 +428,119 @@ class Pipeline:
         )
         for example, is_first in zip(revenues, first_revenue, strict=True):
             if is_first:
-                bundle.revenue.update(example["revenue"])
+                bundle.learn_revenue(example.get("features"), example["revenue"])
                 self._learned_since_publish += 1
         examples = [e for e in decoded if e.get("kind") != "revenue"]
         first = await self.state.first_learning([e["lead_id"] for e in examples])
         rows: list[Row] = []
+        drifts: list[Row] = []
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
         for example, is_first in zip(examples, first, strict=True):
             if not is_first:
                 continue
             label = bool(example["label"])
-            bundle.auc.update(label, example["score"])
-            bundle.scorer.learn_one(example["features"], label)
-            bundle.examples += 1
-            if label:
-                bundle.positives += 1
+            promoted, drift = bundle.learn_one(example["features"], label, example["score"])
+            if promoted:
+                self._promoted(bundle.history[-1])
+            if drift is not None:
+                self.metrics.model_drifts.labels(model=drift.model).inc()
+                drifts.append(mapping_row("anomalies", drift_row(drift, now)))
+                log.warning("model.drift", model=drift.model, example=drift.example,
+                            error=round(drift.error_recent, 4), before=round(drift.error_before, 4),
+                            challenger=drift.challenger)  # fmt: skip
             rows.append(mapping_row("training_examples", {
                 **example, "scored_at": datetime.fromisoformat(example["scored_at"]),
                 "labelled_at": datetime.fromisoformat(example["labelled_at"]),
             }))  # fmt: skip
             self._learned_since_publish += 1
         await write_with_retry(self.sinks["training_examples"], rows, self.metrics)
+        self.metrics.examples_learned.inc(len(rows))
+        if drifts:
+            await write_with_retry(self.sinks["anomalies"], drifts, self.metrics)
         if bundle.examples:
-            self.metrics.model_auc.set(bundle.auc.get())
+            auc = bundle.published.report("overall")["auc"]
+            if auc is not None:
+                self.metrics.model_auc.set(auc)
+
+    async def _resume(self) -> ModelBundle:
+        """The learner's bundle: the latest snapshot (or a new one), with today's settings."""
+        latest = await self.store.latest_version()
+        bundle = await self.store.load(latest) or self.new_bundle()
+        # A snapshot that could not be read is skipped, not adopted again and again.
+        bundle.version = max(bundle.version, latest)
+        bundle.policy = policy_for(self.settings.models)
+        bundle.defaults = defaults_for(self.settings.models)
+        for spec in self.settings.models.challengers:
+            if spec not in bundle.candidates:
+                bundle.add_challenger(spec)
+        log.info("model.resumed", version=bundle.version, examples=bundle.examples,
+                 champion=bundle.champion)  # fmt: skip
+        return bundle
+
+    def _promoted(self, record: dict[str, Any]) -> None:
+        self._promotions.append(record)
+        self.metrics.model_promotions.labels(action=record["action"], actor=record["actor"]).inc()
+        log.info("model.promoted", action=record["action"], from_model=record["from_model"],
+                 to_model=record["to_model"], actor=record["actor"])  # fmt: skip
 
     async def publish(self) -> int | None:
-        """Publish the learning model if it learned anything since the last publish."""
-        if self.learning is None or not self._learned_since_publish:
+        """Apply queued champion commands, then publish the learning model if it changed.
+
+        Each published version's metrics go to ClickHouse (``model_metrics``) and
+        Prometheus; champion changes since the last publish go to ``model_promotions``.
+        """
+        if self.learning is None:
+            return None
+        m = self.settings.models
+        await self.store.heartbeat(3 * m.publish_every_s + 5)
+        if await self.store.latest_version() > self.learning.version:
+            # Someone else published (a backfill): continue learning from that model. What
+            # this learner learned since its last snapshot is dropped with its old bundle.
+            self.learning = await self._resume()
+            self._learned_since_publish = 0
+            return None
+        bundle = self.learning
+        applied: list[tuple[str, dict[str, Any]]] = []
+        for command in await self.store.pop_commands():
+            try:
+                record = apply_command(bundle, command)
+            except ValueError as exc:
+                await self.store.set_result(command["id"], {"ok": False, "error": str(exc)})
+                continue
+            self._promoted(record)
+            applied.append((command["id"], record))
+        if not self._learned_since_publish and not applied:
             return None
         self._learned_since_publish = 0
-        version = await self.store.publish(self.learning)
-        log.debug("model.published", version=version, examples=self.learning.examples)
+        version = await self.store.publish(bundle)
+        for command_id, record in applied:
+            await self.store.set_result(command_id, {"ok": True, "record": record})
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        if self._promotions:
+            rows = [mapping_row("model_promotions", promotion_row(r)) for r in self._promotions]
+            await write_with_retry(self.sinks["model_promotions"], rows, self.metrics)
+            self._promotions = []
+        stats = metric_rows(bundle, now)
+        await write_with_retry(
+            self.sinks["model_metrics"], [mapping_row("model_metrics", r) for r in stats],
+            self.metrics,
+        )
+        self._export(stats)
+        log.debug("model.published", version=version, examples=bundle.examples)
         return version
+
+    def _export(self, stats: list[dict[str, Any]]) -> None:
+        for r in stats:
+            labels = {"model": r["model_name"], "scope": r["scope"]}
+            names: tuple[str, ...]
+            if r["model_name"] == REVENUE_MODEL:
+                gauge, names = self.metrics.revenue_quality, ("rmse", "mae", "r2")
+            else:
+                gauge = self.metrics.model_quality
+                names = ("auc", "logloss", "brier", "precision", "recall", "f1")
+            for name in names:
+                if r[name] is not None:
+                    gauge.labels(metric=name, **labels).set(r[name])
 
     async def refresh_model(self) -> bool:
         """Switch the scorer to a newer published model, if there is one."""

@@ -102,6 +102,12 @@ class GeneratorConfig:
         Expected re-sent copies (same ``event_id``, same content) per good event.
     drift_at
         Share of the lead stream after which the propensity coefficients change.
+    drift_to
+        The concept after the drift: ``fading_engagement`` (engagement matters less,
+        small companies and paid social convert better; the outcome becomes harder to
+        predict) or ``reversed_firmographics`` (engagement and channel matter as
+        before, the effects of company size, seniority and free-mail are reversed;
+        about as predictable as before, so a model can recover its old accuracy).
     anomalies
         Injected anomalies.
 
@@ -120,6 +126,7 @@ class GeneratorConfig:
     bad_fraction: float = 0.0
     duplicate_fraction: float = 0.0
     drift_at: float | None = None
+    drift_to: Literal["fading_engagement", "reversed_firmographics"] = "fading_engagement"
     anomalies: tuple[Anomaly, ...] = ()
 
     def __post_init__(self) -> None:
@@ -130,6 +137,8 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.drift_at is not None and not 0.0 < self.drift_at < 1.0:
             raise ValueError(f"drift_at must be in (0, 1), got {self.drift_at}")
+        if self.drift_to not in _DRIFTS:
+            raise ValueError(f"drift_to must be one of {', '.join(_DRIFTS)}, got {self.drift_to!r}")
         for a in self.anomalies:
             if a.channel not in CAMPAIGNS:
                 raise ValueError(f"anomaly channel {a.channel!r} is not one of {list(CAMPAIGNS)}")
@@ -242,6 +251,14 @@ _AFTER = _Coefs(
     {"organic_search": 0.0, "paid_search": -0.2, "paid_social": 0.6, "email": 0.3,
      "referral": 0.2, "events": -0.4, "partners": 0.0},
 )  # fmt: skip
+# After drift: engagement and channel effects as before; the effects of company size,
+# seniority and free-mail are reversed (about the same base rate and truth AUC as before).
+_REVERSED = _Coefs(
+    -3.9, 0.55, 1.5, -1.0, 0.05, 0.03, 0.12, 0.45,
+    {"entry": 1.2, "manager": 0.85, "director": 0.35, "vp": -0.25, "c_level": -0.7},
+    dict(_BEFORE.channel),
+)  # fmt: skip
+_DRIFTS = {"fading_engagement": _AFTER, "reversed_firmographics": _REVERSED}
 
 
 def _propensity(c: _Coefs, lead: dict[str, Any], freemail: bool, offset: float) -> float:
@@ -365,7 +382,8 @@ class _Run:
         company = rng.choice(self.companies)
         lead, freemail, weak = _w.lead_fields(rng, camp, company)
         drifted = self.drift_index is not None and index >= self.drift_index
-        p = _propensity(_AFTER if drifted else _BEFORE, lead, freemail, camp.quality + weak)
+        coefs = _DRIFTS[self.cfg.drift_to] if drifted else _BEFORE
+        p = _propensity(coefs, lead, freemail, camp.quality + weak)
         p = min(0.995, p * conv_factor)
         key_body = {"lead_id": lead_id, **lead}
         self._push(ts, "lead", lead_id, "lead_created", key_body)

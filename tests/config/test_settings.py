@@ -59,6 +59,22 @@ def test_secret_from_a_secrets_dir_is_masked(
     assert "a-secret-key" not in repr(s)
 
 
+def test_nested_secrets_come_from_files_named_like_their_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    (folder / "LEADSTREAM_API__TOKEN").write_text("dashboard-token-1234")
+    (folder / "LEADSTREAM_SMTP__PASSWORD").write_text("smtp-password-5678")
+    monkeypatch.setenv("LEADSTREAM_SECRETS_DIR", str(folder))
+    s = load_settings()
+    assert s.api.token is not None and s.api.token.get_secret_value() == "dashboard-token-1234"
+    assert s.smtp.password is not None
+    assert s.smtp.password.get_secret_value() == "smtp-password-5678"
+    shown = str(s.masked()) + repr(s)
+    assert "dashboard-token-1234" not in shown and "smtp-password-5678" not in shown
+
+
 def test_dsn_password_is_masked() -> None:
     s = Settings(clickhouse={"dsn": "http://u:hunter2@ch:8123/leadstream"})
     assert "hunter2" not in str(s.masked())
