@@ -7,6 +7,7 @@ Offsets of a batch are acknowledged only after the loop body for it returns
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import AsyncIterable, Awaitable, Callable
 from functools import partial
@@ -59,6 +60,23 @@ async def _until_done(what: str, handle: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(wait)
 
 
+def _survives(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A periodic job whose failure is logged, not raised.
+
+    An exception out of a Faust timer crashes the whole worker; a timer that meets
+    Redis down (sweep, reload, publish) simply tries again at its next tick.
+    """
+
+    @functools.wraps(job)
+    async def run() -> None:
+        try:
+            await job()
+        except Exception as exc:  # the next tick retries
+            log.error("timer.failed", timer=job.__name__, error=repr(exc)[:500])
+
+    return run
+
+
 def register_agents(
     app: faust.App, topics: Topics, settings: Settings, pipeline: Callable[[], Pipeline]
 ) -> None:
@@ -84,6 +102,7 @@ def register_agents(
             await _until_done("learner", partial(pipeline().learn, batch))
 
     @app.timer(models.publish_every_s)
+    @_survives
     async def publish_model() -> None:
         await pipeline().publish()
 
@@ -97,21 +116,25 @@ def register_agents(
     app.on_before_shutdown.connect(cast(Any, publish_at_shutdown))
 
     @app.timer(models.reload_every_s)
+    @_survives
     async def reload_model() -> None:
         if await pipeline().refresh_model():
             log.info("model.loaded", version=pipeline().model.version)
 
     @app.timer(models.sweep_every_s)
+    @_survives
     async def sweep_labels() -> None:
         await pipeline().sweep()
 
     @app.timer(5.0)
+    @_survives
     async def export_anomalies() -> None:
         # Any worker may close a window; every worker exports the anomalous series it finds
         # in Redis, so an alert does not depend on which one is scraped.
         await pipeline().monitor.sync_gauges()
 
     @app.timer(5.0)
+    @_survives
     async def export_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
