@@ -23,7 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from api._security import COOKIE, Authenticator, guard
-from config.settings import ApiSettings, ModelSettings
+from config.settings import ApiSettings, ModelSettings, Settings
+from reporting._period import Period, PeriodKind
 from reporting.cache import QueryCache
 from reporting.queries import (
     Analytics,
@@ -40,6 +41,7 @@ from reporting.queries import (
     RoiBy,
     RoiRow,
 )
+from reporting.recommend import Recommendations, recommendations
 
 STATIC = Path(str(resources.files("api") / "static"))
 _VALUE = r"^[A-Za-z0-9_.:+\- ]{1,80}$"
@@ -94,8 +96,14 @@ def create_app(
     settings: ApiSettings,
     registry: CollectorRegistry,
     models: ModelSettings | None = None,
+    full: Settings | None = None,
 ) -> FastAPI:
-    """The app; ``registry`` holds the cache metrics and is served on ``/metrics``."""
+    """The app; ``registry`` holds the cache metrics and is served on ``/metrics``.
+
+    ``full`` is the whole configuration, which the budget recommendations read (report
+    guardrails, currency, target stage); without it they use the defaults and the
+    environment, on ``analytics``'s database.
+    """
     auth = Authenticator(settings)
 
     @contextlib.asynccontextmanager
@@ -108,7 +116,8 @@ def create_app(
         title="leadstream analytics API",
         version="1",
         description="Executive KPIs, funnel, lead quality, ROI, cohorts, anomalies, model health "
-        "and drill-down from channel to campaign to lead. Authenticate with "
+        "drill-down from channel to campaign to lead, and budget recommendations. "
+        "Authenticate with "
         "`Authorization: Bearer <token>` or HTTP basic.",
         docs_url=None,  # Swagger UI loads from a CDN; the OpenAPI document is at /openapi.json
         redoc_url=None,
@@ -261,7 +270,46 @@ def create_app(
             limit=limit,
         )
 
+    @app.get(
+        "/api/v1/recommendations",
+        response_model=Recommendations,
+        summary="Budget moves and lead segments for the next period, with effect and confidence",
+    )
+    def get_recommendations(
+        period: Annotated[PeriodKind, Query(description="report period")] = "weekly",
+        for_day: Annotated[
+            date | None,
+            Query(
+                alias="for",
+                description="a day of the period the advice is based on; default: the last "
+                "complete period before the data's last day",
+            ),
+        ] = None,
+    ) -> Response:
+        if for_day is None:
+            p = Period.last_complete(period, options().last_day or date.today())
+        else:
+            p = Period.containing(period, for_day)
+        return _json(
+            cache.get(
+                "recommendations",
+                {"period": p.kind, "start": p.start.isoformat()},
+                lambda: _recommend(analytics, full, p),
+            )
+        )
+
     return app
+
+
+def _recommend(analytics: Analytics, full: Settings | None, period: Period) -> Recommendations:
+    """Budget recommendations for the period after ``period``, on ``analytics``'s database."""
+    if full is None:
+        full = Settings()
+    if full.clickhouse.database != analytics.database:
+        ch = full.clickhouse.model_copy(update={"database": analytics.database})
+        full = full.model_copy(update={"clickhouse": ch})
+    with analytics.lock:
+        return recommendations(analytics.client, full, period)
 
 
 def _cap(limit: int, most: int) -> int:

@@ -57,7 +57,7 @@ def build_app(
         settings.api.watermark_every_s,
         CacheMetrics.create(registry),
     )
-    app = create_app(analytics, cache, settings.api, registry, settings.models)
+    app = create_app(analytics, cache, settings.api, registry, settings.models, settings)
     return Built(app, analytics, cache, registry)
 
 

@@ -309,6 +309,53 @@ async function loadInsights(f, seq) {
   }
 }
 
+function effectText(e, unit, format) {
+  const signed = (v) => (v >= 0 ? "+" : "") + format(v);
+  return `${signed(e.mean)} ${unit} (80%: ${signed(e.low)} to ${signed(e.high)})`;
+}
+
+// A probability that never claims certainty, as the report words it.
+const chance = (p) => (p > 0.99 ? ">99%" : p < 0.01 ? "<1%" : Math.round(p * 100) + "%");
+
+function renderRecommendations(r) {
+  // The API's own sentences; the numbers ride along as data attributes.
+  $("#recommend-summary").textContent = r.summary;
+  $("#recommend-summary").dataset.period = `${r.period_start}/${r.period_end}`;
+  const stage = r.stage.toUpperCase() + "s";
+  $("#recommend-moves").replaceChildren(...r.moves.map((m) => h("li", {
+    "data-key": `${m.source}>${m.target}`, "data-amount": m.amount,
+    "data-conversions": m.conversions.mean, "data-revenue": m.revenue.mean,
+    "data-confidence": m.revenue.probability_positive,
+  }, h("span", { class: "text" }, m.text), h("span", { class: "detail" },
+    ` Effect: ${effectText(m.conversions, stage, fmt2.format)}, ${effectText(m.revenue, r.currency, fmt0.format)}`
+    + ` · confidence ${chance(m.revenue.probability_positive)}`))));
+  $("#recommend-segments").replaceChildren(...r.segments.map((x) => h("li", {
+    "data-key": x.segment, "data-value": x.rate, class: x.direction === "higher" ? "up" : "down",
+  }, x.text)));
+  if (!r.segments.length) {
+    $("#recommend-segments").replaceChildren(h("li", { class: "empty" }, "no lead segment converts clearly better or worse yet"));
+  }
+  if (!r.moves.length) {
+    $("#recommend-moves").replaceChildren(h("li", { class: "empty" }, "not enough data for budget moves yet"));
+  }
+}
+
+async function loadRecommendations(seq) {
+  // Apart from the views: the first computation (posterior draws) takes a moment.
+  try {
+    const r = await api("/api/v1/recommendations", { period: $("#recommend-period").value });
+    if (seq !== state.seq) return;
+    renderRecommendations(r);
+    document.body.dataset.recommended = String(seq);
+  } catch (err) {
+    if (seq === state.seq) {
+      $("#recommend-summary").textContent = err.message;
+      $("#recommend-moves").replaceChildren();
+      $("#recommend-segments").replaceChildren();
+    }
+  }
+}
+
 // -- drill-down and filters ------------------------------------------------------------
 
 function setSelect(name, value) {
@@ -359,6 +406,7 @@ async function loadAll() {
     roi: api("/api/v1/roi", { ...base, by: "channel" }), cohorts: api("/api/v1/cohorts", f),
     anomalies: api("/api/v1/anomalies", f), model: api("/api/v1/model-health", f),
   };
+  loadRecommendations(seq);
   if (f.channel) jobs.campaigns = api(`/api/v1/channels/${encodeURIComponent(f.channel)}/campaigns`, base);
   if (f.campaign_id) jobs.leads = api(`/api/v1/campaigns/${encodeURIComponent(f.campaign_id)}/leads`, { ...f, limit: 50 });
   try {
@@ -431,6 +479,7 @@ async function main() {
     $("#filters").addEventListener("reset", () => setTimeout(() => {
       defaultDates(cfg.default_days); fillCampaigns(); loadAll();
     }, 0));
+    $("#recommend-period").addEventListener("change", () => loadRecommendations(state.seq));
     $("#insights-run").addEventListener("click", () => {
       state.insights = true;
       loadInsights(filters(), state.seq);

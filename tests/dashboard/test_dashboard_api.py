@@ -14,11 +14,15 @@ from fastapi.testclient import TestClient
 from api._security import Authenticator
 from api.server import Built, build_app
 from config.settings import ApiSettings, Settings
+from reporting._period import Period
+from reporting.queries import Analytics
+from reporting.recommend import recommendations
 from tests.dashboard import _data
 from tests.dashboard.conftest import Loaded
 
 pytestmark = pytest.mark.integration
 TOKEN = "api-test-token-0123456789"
+KPIS, RECOMMEND = "/api/v1/kpis", "/api/v1/recommendations"
 RANGE = {"start": _data.START.isoformat(), "end": _data.END.isoformat()}
 
 
@@ -95,21 +99,24 @@ def test_security_headers(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("params", "status", "words"),
+    ("path", "params", "status", "words"),
     [
-        ({"colour": "red"}, 400, "unknown query parameter"),
-        ({"start": "2026-13-45"}, 422, "date"),
-        ({"start": "2026-02-01", "end": "2026-01-01"}, 422, "before start"),
-        ({"channel": "x' OR 1=1 --"}, 422, "pattern"),
-        ({"band": "Z"}, 422, "Input should be 'A'"),
-        ({"channel": "c" * 81}, 422, "at most 80"),
-        ({"start": "2015-01-01", "end": "2026-01-01"}, 422, "at most"),
+        (KPIS, {"colour": "red"}, 400, "unknown query parameter"),
+        (KPIS, {"start": "2026-13-45"}, 422, "date"),
+        (KPIS, {"start": "2026-02-01", "end": "2026-01-01"}, 422, "before start"),
+        (KPIS, {"channel": "x' OR 1=1 --"}, 422, "pattern"),
+        (KPIS, {"band": "Z"}, 422, "Input should be 'A'"),
+        (KPIS, {"channel": "c" * 81}, 422, "at most 80"),
+        (KPIS, {"start": "2015-01-01", "end": "2026-01-01"}, 422, "at most"),
+        (RECOMMEND, {"period": "daily"}, 422, "'weekly' or 'monthly'"),
+        (RECOMMEND, {"for": "2026-02-30"}, 422, "date"),
+        (RECOMMEND, {"until": "2026-02-01"}, 400, "unknown query parameter"),
     ],
 )
 def test_malformed_parameters_are_clear_4xx(
-    client: TestClient, params: dict[str, str], status: int, words: str
+    client: TestClient, path: str, params: dict[str, str], status: int, words: str
 ) -> None:
-    r = client.get("/api/v1/kpis", params=params, headers=auth())
+    r = client.get(path, params=params, headers=auth())
     assert r.status_code == status
     assert words in r.text
 
@@ -130,8 +137,12 @@ def test_openapi_documents_every_view(client: TestClient) -> None:
     for path in ("/api/v1/kpis", "/api/v1/funnel", "/api/v1/lead-quality", "/api/v1/roi",
                  "/api/v1/cohorts", "/api/v1/anomalies", "/api/v1/model-health",
                  "/api/v1/channels/{channel_name}/campaigns", "/api/v1/campaigns/{campaign}/leads",
-                 "/api/v1/insights", "/api/v1/options"):  # fmt: skip
+                 "/api/v1/insights", "/api/v1/options", "/api/v1/recommendations"):  # fmt: skip
         assert path in paths, path
+    advice = paths["/api/v1/recommendations"]["get"]
+    assert {p["name"] for p in advice["parameters"]} == {"period", "for"}
+    schema = advice["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("/Recommendations")
     params = {p["name"] for p in paths["/api/v1/kpis"]["get"]["parameters"]}
     assert {"start", "end", "channel", "campaign_id", "industry", "country", "size_bucket",
             "seniority", "band"} <= params  # fmt: skip
@@ -151,6 +162,56 @@ def test_insights_endpoint_calls_the_segment_analysis(client: TestClient) -> Non
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["leads"] > 0 and "segments" in body
+
+
+def test_recommendations_are_the_report_module_s_on_the_same_data(
+    client: TestClient, built: Built, chdb: Client, redis_url: str, run_id: str, loaded: Loaded
+) -> None:
+    last = Analytics(chdb, _data.DB).options().last_day
+    assert last is not None
+    period = Period.last_complete("weekly", last)  # the default: last complete week of data
+    direct = recommendations(chdb, settings_for(redis_url, run_id, loaded), period)
+    r = client.get("/api/v1/recommendations", headers=auth())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["period_start"] == period.next().start.isoformat()
+    assert body["summary"] == direct.summary
+    assert len(body["moves"]) >= 2, "the fixture should have enough spend for budget moves"
+    assert [m["text"] for m in body["moves"]] == [m.text for m in direct.moves]
+    for got, want in zip(body["moves"], direct.moves, strict=True):
+        assert got["amount"] == want.amount
+        assert got["conversions"] == want.conversions.model_dump()
+        assert got["revenue"] == want.revenue.model_dump()
+    assert [c["recommended"] for c in body["campaigns"]] == [
+        c.recommended for c in direct.campaigns
+    ]
+    assert [x["segment"] for x in body["segments"]] == [x.segment for x in direct.segments]
+    # An explicit period: any day of January gives the advice for February.
+    month = client.get(
+        "/api/v1/recommendations", params={"period": "monthly", "for": "2026-01-17"}, headers=auth()
+    ).json()
+    assert (month["period_start"], month["period_end"]) == ("2026-02-01", "2026-02-28")
+    again = client.get("/api/v1/recommendations", headers=auth())
+    assert again.json() == body
+    hits = built.registry.get_sample_value(
+        "leadstream_api_cache_requests_total", {"view": "recommendations", "result": "hit"}
+    )
+    assert hits == 1.0  # the same Redis cache as the other views
+
+
+def test_recommendations_before_the_data_say_there_is_not_enough(client: TestClient) -> None:
+    r = client.get("/api/v1/recommendations", params={"for": "2025-06-04"}, headers=auth())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["moves"] == [] and body["campaigns"] == [] and body["conversions"] is None
+    assert body["summary"].startswith("Not enough")
+    assert body["period_start"] == "2025-06-09"  # the week after the one holding 4 June
+
+
+def test_recommendations_need_credentials(client: TestClient) -> None:
+    r = client.get("/api/v1/recommendations", params={"period": "weekly"})
+    assert r.status_code == 401
+    assert "moves" not in r.text
 
 
 def test_cache_hits_then_invalidates_when_data_lands(

@@ -143,6 +143,42 @@ def test_page_shows_the_numbers_the_api_returns(
     assert errors == []
 
 
+def test_recommendations_panel_shows_the_api_s_advice(
+    page: tuple[Page, list[str]], server: tuple[ServerThread, Built]
+) -> None:
+    pg, errors = page
+    open_dashboard(pg, server)
+    pg.wait_for_selector("body[data-recommended]", timeout=60_000)
+    advice = api(server, "/api/v1/recommendations", period="weekly")
+    assert advice["moves"], "the fixture should have enough spend for budget moves"
+    assert pg.text_content("#recommend-summary") == advice["summary"]
+    shown = pg.eval_on_selector_all(
+        "#recommend-moves li[data-key]",
+        "ls => ls.map(l => [l.querySelector('.text').textContent, Number(l.dataset.confidence),"
+        " Number(l.dataset.revenue), l.querySelector('.detail').textContent])",
+    )
+    assert [x[0] for x in shown] == [m["text"] for m in advice["moves"]]
+    for (_, confidence, revenue, detail), m in zip(shown, advice["moves"], strict=True):
+        assert confidence == m["revenue"]["probability_positive"]
+        assert revenue == m["revenue"]["mean"]
+        assert "confidence" in detail and "80%" in detail
+    segments = pg.eval_on_selector_all(
+        "#recommend-segments li[data-key]", "ls => ls.map(l => l.textContent)"
+    )
+    assert segments == [x["text"] for x in advice["segments"]]
+    if not advice["segments"]:
+        assert pg.locator("#recommend-segments li.empty").count() == 1
+    seen = int(pg.get_attribute("body", "data-recommended") or 0)
+    pg.select_option("#recommend-period", "monthly")
+    pg.wait_for_selector(
+        f"#recommend-summary:not([data-period='{advice['period_start']}/{advice['period_end']}'])"
+    )
+    monthly = api(server, "/api/v1/recommendations", period="monthly")
+    assert pg.text_content("#recommend-summary") == monthly["summary"]
+    assert int(pg.get_attribute("body", "data-recommended") or 0) == seen
+    assert errors == []
+
+
 def test_changing_a_filter_changes_the_charts(
     page: tuple[Page, list[str]], server: tuple[ServerThread, Built]
 ) -> None:
@@ -216,6 +252,9 @@ def test_live_refresh_when_data_lands(
         "now64(3), 'email', 'em-nurture-02', false, 1, 0, 0, 0, false, '{}' FROM numbers(7)"
     )
     server[1].analytics.refresh()
-    wait_reload(pg, seq)  # no click: the page polls the watermark
+    seq = wait_reload(pg, seq)  # no click: the page polls the watermark
     pg.wait_for_selector(f"#kpi-leads[data-value='{int(before) + 7}']", timeout=30_000)
+    # The recommendations panel reloads with the other views (the live loop may go on).
+    pg.wait_for_selector(f"body[data-recommended]:not([data-recommended='{seq - 1}'])")
+    assert pg.locator("#recommend-moves li[data-key]").count() > 0
     assert errors == []
