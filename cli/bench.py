@@ -172,10 +172,10 @@ def drift(
     """A concept drift injected by the generator: detection delay, rolling AUC before and after,
     examples until it recovers. Starts its own Redis; chDB in a temporary folder. Each replay
     takes ~5 minutes; several seeds or kinds report every run and the worst case."""
-    from cli._bench_drift import drift_runs, targets
+    from cli._bench_drift import DRIFT_KINDS, drift_runs, targets
 
-    kinds = [k for k in drift_to if k in ("reversed_firmographics", "fading_engagement")]
-    if len(kinds) != len(drift_to) or not kinds:
+    kinds = [k for k in DRIFT_KINDS if k in drift_to]
+    if len(set(drift_to)) != len(kinds) or not kinds:
         raise typer.BadParameter(
             "use reversed_firmographics or fading_engagement", param_hint="--drift-to"
         )
@@ -186,8 +186,8 @@ def drift(
             "comma-separated integers, e.g. 7,11,23", param_hint="--seeds"
         ) from err
     result = _replayed(ctx, "drift", f"replaying {leads} leads through a drift",
-                       lambda settings: drift_runs(settings, leads, seed_list, kinds,  # type: ignore[arg-type]
-                                                   drift_free, lambda m: console.log(m)))  # fmt: skip
+                       lambda settings: drift_runs(settings, leads, seed_list, kinds, drift_free,
+                                                   lambda m: console.log(m)))  # fmt: skip
     result["targets"] = targets(result)
     _save(out, "drift", result)
 

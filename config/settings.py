@@ -154,10 +154,10 @@ class ModelSettings(_Section):
         0.005, ge=0, description="relative log-loss improvement a challenger must also show"
     )
     drift_delta: float = Field(
-        0.01, gt=0, description="Page-Hinkley tolerance on the champion's excess Brier error"
+        0.05, gt=0, description="Page-Hinkley tolerance on the champion's excess log loss"
     )
     drift_threshold: float = Field(
-        25.0, gt=0, description="Page-Hinkley threshold: higher, fewer false alarms, later"
+        80.0, gt=0, description="Page-Hinkley threshold: higher, fewer false alarms, later"
     )
     revenue_min_examples: int = Field(
         30, ge=1, description="won deals learned before revenue is predicted per lead"

@@ -84,9 +84,9 @@ class ModelBundle:
         window: int = 5000,
         threshold: float = 0.25,
         policy: Policy | None = None,
-        drift_delta: float = 0.01,
+        drift_delta: float = 0.05,
         revenue_min_examples: int = 30,
-        drift_threshold: float = 25.0,
+        drift_threshold: float = 80.0,
     ) -> ModelBundle:
         """An untrained bundle: the champion built from its spec, and its challengers.
 

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 from river import drift
+
+_EPS = 0.01  # scores are clipped to [ε, 1 − ε] so one confident miss counts at most ~3.6
 
 
 class DriftMonitor:
-    """A one-sided Page-Hinkley test on the champion's excess Brier error.
+    """A one-sided Page-Hinkley test on the champion's excess log loss.
 
-    The signal is ``(y − p)² − p(1 − p)``: the squared error minus what a calibrated
-    model expects at that score. Its mean is zero while the model is right, whatever
-    the mix of positives and negatives reaching the learner (labels arrive late, and
-    positives sooner than negatives), and turns positive when the relation between
-    features and outcome changes. Page-Hinkley accumulates the excess above its
-    running mean minus a tolerance ``delta`` and fires when the sum passes
-    ``threshold``; only increases of the error count.
+    The signal is the log loss minus what a calibrated model expects at that score,
+    ``−[y log p + (1 − y) log(1 − p)] − H(p)`` with ``H`` the binary entropy. Its mean
+    is zero while the model is right, whatever the mix of positives and negatives
+    reaching the learner (labels arrive late, and positives sooner than negatives),
+    and turns positive when the relation between features and outcome changes.
+    Page-Hinkley accumulates the excess above its running mean minus a tolerance
+    ``delta`` and fires when the sum passes ``threshold``; only increases count.
+
+    Log loss rather than Brier error: right after a drift nearly all the drifted
+    examples the learner sees are early conversions the old model scored low, and
+    log loss weighs such confident misses most. On the drift benchmark's streams
+    (3 seeds × both drift kinds of the generator) it fired as early as the Brier test
+    or earlier, and without its false alarms before the drift (see ``cli/_bench_drift.py``).
 
     Parameters
     ----------
@@ -35,7 +45,7 @@ class DriftMonitor:
     True
     """
 
-    def __init__(self, delta: float = 0.01, threshold: float = 25.0, grace: int = 1000) -> None:
+    def __init__(self, delta: float = 0.05, threshold: float = 80.0, grace: int = 1000) -> None:
         self.delta = delta
         self.threshold = threshold
         self.grace = grace
@@ -51,7 +61,7 @@ class DriftMonitor:
     def update(self, y: bool, p: float) -> bool:
         """Add one scored example; True when a drift is detected at this example."""
         self.seen += 1
-        self._test.update((p - y) ** 2 - p * (1.0 - p))
+        self._test.update(excess_log_loss(y, p))
         if self._test.drift_detected:
             self._test = self._new()
             if self.seen > self.grace:
@@ -62,3 +72,16 @@ class DriftMonitor:
     def reset(self) -> None:
         """Forget the error history (after the model was replaced)."""
         self._test = self._new()
+
+
+def excess_log_loss(y: bool, p: float) -> float:
+    """Log loss of score ``p`` on outcome ``y`` minus its expectation if ``p`` is right.
+
+    >>> round(excess_log_loss(True, 0.5), 6), round(excess_log_loss(False, 0.5), 6)
+    (0.0, 0.0)
+    >>> excess_log_loss(True, 0.05) > 2 > 0 > excess_log_loss(False, 0.05)
+    True
+    """
+    q = min(max(p, _EPS), 1.0 - _EPS)
+    entropy = -(q * math.log(q) + (1.0 - q) * math.log(1.0 - q))
+    return -math.log(q if y else 1.0 - q) - entropy

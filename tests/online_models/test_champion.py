@@ -100,3 +100,23 @@ def test_no_drift_on_a_stable_stream() -> None:
         p = rng.random() * 0.5
         fired += monitor.update(rng.random() < p, p)
     assert fired == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_drift_seen_first_in_a_few_confident_misses_is_detected_without_false_alarms(
+    seed: int,
+) -> None:
+    # Right after a drift the learner sees mostly old leads: here 5% of the examples are
+    # conversions the old model scored 0.05, the rest stay calibrated.
+    rng = random.Random(seed)
+    monitor = DriftMonitor()
+    fired = []
+    for i in range(12000):
+        if i >= 6000 and rng.random() < 0.05:
+            y, p = True, 0.05
+        else:
+            p = rng.random() * 0.5
+            y = rng.random() < p
+        if monitor.update(y, p):
+            fired.append(i)
+    assert fired and 6000 <= fired[0] < 6000 + 1000, fired
