@@ -68,9 +68,14 @@ class Phase:
 
 
 def lead_events(n: int, seed: int, prefix: str) -> list[synthetic.Emitted]:
-    """``n`` valid lead events from the generator, with ids unique to this phase."""
+    """``n`` valid lead events from the generator, with ids unique to this phase.
+
+    Their event times span one day, as a stream at these rates would (seconds, in
+    fact). A span of months pushed through in seconds would close every hourly
+    anomaly window of every series thousands of times faster than real time does.
+    """
     out = []
-    for e in synthetic.generate(synthetic.GeneratorConfig(seed=seed, leads=n, days=60)):
+    for e in synthetic.generate(synthetic.GeneratorConfig(seed=seed, leads=n, days=1)):
         if e.kind == "lead" and not e.bad and isinstance(e.value, dict):
             value = {**e.value, "event_id": f"{prefix}-{e.value['event_id']}"}
             out.append(synthetic.Emitted(kind="lead", key=e.key, value=value))
