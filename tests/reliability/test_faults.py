@@ -337,8 +337,9 @@ def check_each_event_stored_once(run: WorkerRun, events: Sequence[synthetic.Emit
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap: after its broker restarts, the worker stops serving /metrics and "
-    "handles nothing new (found by this test; not fixed yet)",
+    reason="known gap: after the embedded broker restarts (memory storage: topics, offsets and"
+    " the group are gone) the worker consumes again but its produces never complete, so no"
+    " score published after the restart reaches leads.scored",
 )
 def test_broker_restarted_mid_stream(redis_url: str, run_id: str, tmp_path: Path) -> None:
     """Promise: the embedded broker keeps topics in memory, so its restart loses what was on
@@ -364,7 +365,21 @@ def test_broker_restarted_mid_stream(redis_url: str, run_id: str, tmp_path: Path
         later = run.send(events[half:])
         _wait_handled(run, before + sum(later.values()), timeout=120)
         assert run.process is not None and run.process.poll() is None
-        check_each_event_stored_once(run, events)
+        # The restarted broker lost the scores published before it; those after are there.
+        after = _valid_ids(events[half:], "lead")
+        scored = run.read_topic(run.topics.scored, expect=len(after), timeout=60)
+        assert {s["event_id"] for s in scored} >= after
+        run.stop(signal.SIGKILL)
+        client = run.clickhouse()
+        try:
+            for kind, table in (("lead", "leads"), ("lead", "scored_leads"),
+                                ("touchpoint", "touchpoints")):  # fmt: skip
+                ids, rows = client.query(
+                    f"SELECT uniqExact(event_id), count() FROM leadstream.{table} FINAL"
+                ).result_rows[0]
+                assert (ids, rows) == (len(_valid_ids(events, kind)),) * 2, table
+        finally:
+            client.close()
     finally:
         if run.process is not None and run.process.poll() is None:
             run.stop(signal.SIGKILL)
