@@ -322,10 +322,18 @@ def check_each_event_stored_once(run: WorkerRun, events: Sequence[synthetic.Emit
     leads = _valid_ids(events, "lead")
     scored = run.read_topic(run.topics.scored, expect=len(leads))
     assert {s["event_id"] for s in scored} == leads
+    check_tables_hold_each_once(run, events, (("lead", "leads"), ("touchpoint", "touchpoints")))
+
+
+def check_tables_hold_each_once(
+    run: WorkerRun, events: Sequence[synthetic.Emitted], tables: Sequence[tuple[str, str]]
+) -> None:
+    """Stop the worker (chDB is one process per folder); each (kind, table) holds each valid
+    event of that kind exactly once."""
     run.stop(signal.SIGKILL)
     client = run.clickhouse()
     try:
-        for kind, table in (("lead", "leads"), ("touchpoint", "touchpoints")):
+        for kind, table in tables:
             ids, rows = client.query(
                 f"SELECT uniqExact(event_id), count() FROM leadstream.{table} FINAL"
             ).result_rows[0]
@@ -369,17 +377,9 @@ def test_broker_restarted_mid_stream(redis_url: str, run_id: str, tmp_path: Path
         after = _valid_ids(events[half:], "lead")
         scored = run.read_topic(run.topics.scored, expect=len(after), timeout=60)
         assert {s["event_id"] for s in scored} >= after
-        run.stop(signal.SIGKILL)
-        client = run.clickhouse()
-        try:
-            for kind, table in (("lead", "leads"), ("lead", "scored_leads"),
-                                ("touchpoint", "touchpoints")):  # fmt: skip
-                ids, rows = client.query(
-                    f"SELECT uniqExact(event_id), count() FROM leadstream.{table} FINAL"
-                ).result_rows[0]
-                assert (ids, rows) == (len(_valid_ids(events, kind)),) * 2, table
-        finally:
-            client.close()
+        check_tables_hold_each_once(
+            run, events, (("lead", "leads"), ("lead", "scored_leads"), ("touchpoint", "touchpoints"))
+        )
     finally:
         if run.process is not None and run.process.poll() is None:
             run.stop(signal.SIGKILL)
