@@ -189,3 +189,43 @@ async def _read(broker_url: str, topic: str, expect: int, timeout: float) -> lis
     finally:
         await consumer.stop()
     return out
+
+
+#: Counters whose sum is every event the worker has dealt with, one way or another.
+HANDLED = ("leadstream_events_in_total", "leadstream_events_rejected_total",
+           "leadstream_events_duplicate_total")  # fmt: skip
+
+
+def handled(run: WorkerRun) -> float:
+    """Events the worker has taken in, rejected or dropped as duplicates (0 if not serving)."""
+    try:
+        return sum(run.metric(n) for n in HANDLED)
+    except OSError:
+        return 0.0
+
+
+def wait_handled(run: WorkerRun, total: float, timeout: float = 90.0) -> None:
+    """Until the worker has handled at least ``total`` events."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if handled(run) >= total:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"worker handled {handled(run)} of {total}:\n{run.log_tail()}")
+
+
+def wait_quiet(
+    run: WorkerRun, quiet_s: float = 2.0, timeout: float = 60.0, *, after_some: bool = False
+) -> None:
+    """Until the worker has handled nothing new for ``quiet_s`` (and, with ``after_some``,
+    only once it has handled something)."""
+    deadline = time.monotonic() + timeout
+    last, since = handled(run), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = handled(run)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif (now or not after_some) and time.monotonic() - since >= quiet_s:
+            return
+    raise AssertionError(f"worker never went quiet:\n{run.log_tail()}")

@@ -22,7 +22,7 @@ from cli._service_config import add_scrape_target, remove_scrape_target
 from config.settings import Settings
 from streaming import synthetic
 from streaming.events import EVENT_MODELS
-from tests.integration._worker import WorkerRun
+from tests.integration._worker import WorkerRun, handled, wait_handled, wait_quiet
 
 pytestmark = pytest.mark.integration
 
@@ -49,34 +49,6 @@ def valid_unique(events: list[synthetic.Emitted]) -> dict[str, set[str]]:
             assert isinstance(e.value, dict)
             out[e.kind].add(str(e.value["event_id"]))
     return out
-
-
-def handled(run: WorkerRun) -> float:
-    return sum(run.metric(m) for m in (
-        "leadstream_events_in_total", "leadstream_events_rejected_total", "leadstream_events_duplicate_total"))  # fmt: skip
-
-
-def wait_handled(run: WorkerRun, total: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if handled(run) >= total:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"worker handled {handled(run)} of {total}:\n{run.log_tail()}")
-
-
-def wait_quiet(run: WorkerRun, quiet_s: float = 2.0, timeout: float = 60.0) -> None:
-    """Wait until the worker has handled nothing new for ``quiet_s`` seconds."""
-    deadline = time.monotonic() + timeout
-    last, since = handled(run), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = handled(run)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
-    raise AssertionError(f"worker never went quiet:\n{run.log_tail()}")
 
 
 def table_counts(run: WorkerRun) -> dict[str, tuple[int, int]]:

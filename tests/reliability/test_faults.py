@@ -26,13 +26,11 @@ from sinks.exceptions import SinkBackpressureError, SinkError
 from sinks.rows import Row
 from streaming import synthetic
 from streaming.producer import produce
-from tests.integration._worker import WorkerRun
+from tests.integration import _worker
+from tests.integration._worker import WorkerRun, handled, wait_handled
 from tests.reliability._live import LivePipeline
 
 pytestmark = pytest.mark.integration
-
-HANDLED = ("leadstream_events_in_total", "leadstream_events_rejected_total",
-           "leadstream_events_duplicate_total")  # fmt: skip
 
 
 @pytest.fixture
@@ -43,25 +41,9 @@ def run(broker_url: str, redis_url: str, run_id: str, tmp_path: Path) -> Iterato
         worker.stop(signal.SIGKILL)
 
 
-def handled(run: WorkerRun) -> float:
-    try:
-        return sum(run.metric(n) for n in HANDLED)
-    except OSError:
-        return 0.0
-
-
 def wait_quiet(run: WorkerRun, quiet_s: float = 3.0, timeout: float = 120.0) -> None:
     """Until the worker has handled something and then nothing new for ``quiet_s``."""
-    deadline = time.monotonic() + timeout
-    last, since = handled(run), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = handled(run)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif now and time.monotonic() - since >= quiet_s:
-            return
-    raise AssertionError(f"worker never went quiet:\n{run.log_tail()}")
+    _worker.wait_quiet(run, quiet_s, timeout, after_some=True)
 
 
 def kill_while_sending(run: WorkerRun, kills: int, seed: int, leads: int) -> list[Any]:
@@ -269,13 +251,6 @@ def _valid_ids(events: Sequence[synthetic.Emitted], kind: str) -> set[str]:
             if e.kind == kind and not e.bad and isinstance(e.value, dict)}  # fmt: skip
 
 
-def _wait_handled(run: WorkerRun, total: float, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while handled(run) < total and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert handled(run) >= total, run.log_tail()
-
-
 @pytest.mark.slow
 def test_redis_restarted_mid_stream(broker_url: str, run_id: str, tmp_path: Path) -> None:
     """Promise: while Redis is away, a batch that fails is retried with growing waits and
@@ -300,7 +275,7 @@ def test_redis_restarted_mid_stream(broker_url: str, run_id: str, tmp_path: Path
     try:
         run.start()
         sent = run.send(events[:third])
-        _wait_handled(run, sum(sent.values()))
+        wait_handled(run, sum(sent.values()))
         redis.stop()
         run.send(events[third : 2 * third])  # sent while Redis is down
         time.sleep(5)  # the outage: the ingest agents retry their batch, the timers fail
@@ -365,20 +340,22 @@ def test_broker_restarted_mid_stream(redis_url: str, run_id: str, tmp_path: Path
     try:
         run.start()
         sent = run.send(events[:half])
-        _wait_handled(run, sum(sent.values()))
+        wait_handled(run, sum(sent.values()))
         before = handled(run)
         broker.stop()
         time.sleep(2)
         broker = start_broker(port, tmp_path / "run", detach=False)
         later = run.send(events[half:])
-        _wait_handled(run, before + sum(later.values()), timeout=120)
+        wait_handled(run, before + sum(later.values()), timeout=120)
         assert run.process is not None and run.process.poll() is None
         # The restarted broker lost the scores published before it; those after are there.
         after = _valid_ids(events[half:], "lead")
         scored = run.read_topic(run.topics.scored, expect=len(after), timeout=60)
         assert {s["event_id"] for s in scored} >= after
         check_tables_hold_each_once(
-            run, events, (("lead", "leads"), ("lead", "scored_leads"), ("touchpoint", "touchpoints"))
+            run,
+            events,
+            (("lead", "leads"), ("lead", "scored_leads"), ("touchpoint", "touchpoints")),
         )
     finally:
         if run.process is not None and run.process.poll() is None:

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streaming import synthetic
 from streaming.producer import bootstrap_servers
-from tests.integration._worker import WorkerRun
+from tests.integration._worker import WorkerRun, wait_handled
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,8 @@ def test_no_clear_personal_data_anywhere(run: WorkerRun) -> None:
     scanner = Scanner(persons)
     run.start()
     sent = run.send(events)
-    _wait_handled(run, sum(sent.values()))
+    wait_handled(run, sum(sent.values()))
+    time.sleep(1.5)  # the learner and sinks after the last batch
     run.stop(signal.SIGKILL)  # what is written is durable; a clean stop is tested elsewhere
 
     found: dict[str, list[tuple[str, str]]] = {}
@@ -152,18 +153,6 @@ def _spaced(phone: str) -> str:
     """The same number written another way: '+49 151 2345678' -> '(0049) 151-234-5678'."""
     d = _digits(phone)
     return f"(00{d[:2]}) {d[2:5]}-{d[5:8]}-{d[8:]}"
-
-
-def _wait_handled(run: WorkerRun, total: int, timeout: float = 90.0) -> None:
-    names = ("leadstream_events_in_total", "leadstream_events_rejected_total",
-             "leadstream_events_duplicate_total")  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(run.metric(n) for n in names) >= total:
-            time.sleep(1.5)  # the learner and sinks after the last batch
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"worker did not handle {total} events:\n{run.log_tail()}")
 
 
 def clickhouse_texts(client: Any) -> Iterator[tuple[str, str]]:
