@@ -324,11 +324,13 @@ function renderRecommendations(r) {
   const stage = r.stage.toUpperCase() + "s";
   $("#recommend-moves").replaceChildren(...r.moves.map((m) => h("li", {
     "data-key": `${m.source}>${m.target}`, "data-amount": m.amount,
-    "data-conversions": m.conversions.mean, "data-revenue": m.revenue.mean,
-    "data-confidence": m.revenue.probability_positive,
+    // Revenue is null while no cohort is old enough for its won revenue to count.
+    "data-conversions": m.conversions.mean, "data-revenue": m.revenue?.mean ?? "",
+    "data-confidence": (m.revenue ?? m.conversions).probability_positive,
   }, h("span", { class: "text" }, m.text), h("span", { class: "detail" },
-    ` Effect: ${effectText(m.conversions, stage, fmt2.format)}, ${effectText(m.revenue, r.currency, fmt0.format)}`
-    + ` · confidence ${chance(m.revenue.probability_positive)}`))));
+    ` Effect: ${effectText(m.conversions, stage, fmt2.format)}, `
+    + (m.revenue ? effectText(m.revenue, r.currency, fmt0.format) : "revenue not estimated yet")
+    + ` · confidence ${chance((m.revenue ?? m.conversions).probability_positive)}`))));
   $("#recommend-segments").replaceChildren(...r.segments.map((x) => h("li", {
     "data-key": x.segment, "data-value": x.rate, class: x.direction === "higher" ? "up" : "down",
   }, x.text)));

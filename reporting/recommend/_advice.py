@@ -53,7 +53,7 @@ class CampaignAdvice(BaseModel):
     recommended: float
     change: float
     conversions: Effect
-    revenue: Effect
+    revenue: Effect | None  # None while revenue per conversion is unknown
     elasticity: float
     conversion_rate: float
 
@@ -67,7 +67,7 @@ class Move(BaseModel):
     target_channel: str
     amount: float
     conversions: Effect
-    revenue: Effect
+    revenue: Effect | None  # None while revenue per conversion is unknown
     text: str
 
 
@@ -125,6 +125,7 @@ def advise(
     cur = np.array([current[c] for c in ids])
     new = np.array([plan[c] for c in ids])
     conv, revenue = np.zeros((len(ids), _DRAWS)), np.zeros((len(ids), _DRAWS))
+    valued = all(p.value_known for p in known)
     for i, p in enumerate(known):  # change in conversions and revenue over the next period
         k, b, rate, value = p.draw(rng, _DRAWS)
         conv[i] = scale * k * rate * ((new[i] / p.ref_spend) ** b - (cur[i] / p.ref_spend) ** b)
@@ -136,21 +137,28 @@ def advise(
             CampaignAdvice(
                 campaign_id=p.campaign_id, channel=p.channel, current=round(scale * cur[i], 2),
                 recommended=round(scale * new[i], 2), change=round(scale * (new[i] - cur[i]), 2),
-                conversions=_effect(conv[i]), revenue=_effect(revenue[i]),
+                conversions=_effect(conv[i]), revenue=_effect(revenue[i]) if valued else None,
                 elasticity=round(elasticity, 3), conversion_rate=round(rate_mean, 4),
             )
         )  # fmt: skip
-    moves = _moves(known, scale * (new - cur), conv, revenue, currency, stage, max_moves)
-    total_c, total_r = _effect(conv.sum(axis=0)), _effect(revenue.sum(axis=0))
+    moves = _moves(known, scale * (new - cur), conv, revenue if valued else None, currency,
+                   stage, max_moves)  # fmt: skip
+    total_c = _effect(conv.sum(axis=0))
+    total_r = _effect(revenue.sum(axis=0)) if valued else None
     budget = float(scale * cur.sum())
     moved = float(0.5 * np.abs(scale * (new - cur)).sum())
     summary = (
         f"For {nxt.label}, move {_money(moved, currency)} of the {_money(budget, currency)} paid"
         f" budget between campaigns: {_signed(total_c.mean)} expected {stage.upper()}s"
-        f" (80% interval {_signed(total_c.low)} to {_signed(total_c.high)}) and"
-        f" {_signed_money(total_r.mean, currency)} expected revenue"
+        f" (80% interval {_signed(total_c.low)} to {_signed(total_c.high)})"
+    ) + (
+        f" and {_signed_money(total_r.mean, currency)} expected revenue"
         f" ({_chance(total_r.probability_positive)} probability of more revenue than keeping the current split)."
-    )
+        if total_r is not None else
+        f" ({_chance(total_c.probability_positive)} probability of more {stage.upper()}s than keeping"
+        f" the current split). Revenue is not estimated yet: no cohort is old enough for its won"
+        f" revenue to count, so this split maximises {stage.upper()}s."
+    )  # fmt: skip
     return Recommendations(
         period_start=nxt.start, period_end=nxt.end, currency=currency, stage=stage,
         budget=round(budget, 2), campaigns=sorted(campaigns, key=lambda c: c.change),
@@ -185,11 +193,12 @@ def _effect(draws: np.ndarray) -> Effect:
 
 def _moves(
     known: Sequence[CampaignPosterior], change: np.ndarray, conv: np.ndarray,
-    revenue: np.ndarray, currency: str, stage: str, limit: int,
+    revenue: np.ndarray | None, currency: str, stage: str, limit: int,
 ) -> list[Move]:  # fmt: skip
     """Pair cuts with increases, largest first; each move gets its share of both effects.
 
-    All pairs are made, then the ``limit`` with the largest expected revenue are kept.
+    All pairs are made, then the ``limit`` with the largest expected revenue (conversions
+    while revenue is unknown, ``revenue`` None) are kept.
     """
     cuts = [[i, -c] for i, c in enumerate(change) if c < -0.5]
     adds = [[i, c] for i, c in enumerate(change) if c > 0.5]
@@ -201,15 +210,19 @@ def _moves(
         amount = min(left_s, left_t)
         fs, ft = amount / -change[s], amount / change[t]
         c = _effect(fs * conv[s] + ft * conv[t])
-        r = _effect(fs * revenue[s] + ft * revenue[t])
+        r = None if revenue is None else _effect(fs * revenue[s] + ft * revenue[t])
         src, dst = known[int(s)], known[int(t)]
         text = (
             f"Move {_money(amount, currency)} from {src.campaign_id} ({_nice(src.channel)}) to"
             f" {dst.campaign_id} ({_nice(dst.channel)}): {_signed(c.mean)} expected"
-            f" {stage.upper()}s (80% interval {_signed(c.low)} to {_signed(c.high)}),"
-            f" {_signed_money(r.mean, currency)} expected revenue;"
+            f" {stage.upper()}s (80% interval {_signed(c.low)} to {_signed(c.high)})"
+        ) + (
+            f", {_signed_money(r.mean, currency)} expected revenue;"
             f" {_chance(r.probability_positive)} probability it pays off."
-        )
+            if r is not None else
+            f"; {_chance(c.probability_positive)} probability of more {stage.upper()}s"
+            " (revenue not estimated yet)."
+        )  # fmt: skip
         out.append(
             Move(source=src.campaign_id, source_channel=src.channel, target=dst.campaign_id,
                  target_channel=dst.channel, amount=round(float(amount), 2), conversions=c,
@@ -219,7 +232,7 @@ def _moves(
         adds[0][1] -= amount
         cuts = [x for x in cuts if x[1] > 0.5]
         adds = [x for x in adds if x[1] > 0.5]
-    return sorted(out, key=lambda m: -m.revenue.mean)[:limit]
+    return sorted(out, key=lambda m: -(m.revenue or m.conversions).mean)[:limit]
 
 
 def _channels(campaigns: Sequence[CampaignAdvice]) -> list[dict[str, float | str]]:

@@ -11,7 +11,10 @@ Three estimates per paid campaign, each a posterior that can be sampled:
   the pooled rate; young cohorts count with their expected maturity, estimated from
   the data by chain ladder (how cohorts' counts grew from one age to the next);
 - value per conversion: won revenue per conversion of mature cohorts, shrunk toward
-  the pooled value, with a log-normal spread that narrows with the evidence.
+  the pooled value, with a log-normal spread that narrows with the evidence. While no
+  cohort is old enough for its won revenue to count (``value_age`` periods) and has
+  conversions, the value is unknown: every conversion then counts as 1 (the split
+  maximises conversions) and ``value_known`` is False, so no revenue is claimed.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ class CampaignPosterior:
     value_mean: float
     value_sd_log: float
     observed: dict[str, float] = field(default_factory=dict)
+    value_known: bool = True  # False: no mature revenue yet, ``value_mean`` is 1 per conversion
 
     def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
         """``n`` joint draws: (scale of leads at ``ref_spend``, elasticity, rate, value)."""
@@ -177,12 +181,12 @@ def fit(
 
 def _pooled(
     cohorts: Sequence[CohortStats], mat: list[float], value_age: int
-) -> tuple[float, float]:
+) -> tuple[float, float | None]:
     conv = sum(c.conversions[-1] for c in cohorts)
     exposure = sum(c.leads * _mat(mat, c.age) for c in cohorts)
     old = [c for c in cohorts if c.age >= value_age]
     old_conv = sum(c.conversions[-1] for c in old)
-    value = sum(c.revenue for c in old) / old_conv if old_conv else 0.0
+    value = sum(c.revenue for c in old) / old_conv if old_conv else None
     return (conv + 1.0) / (exposure + 2.0), value
 
 
@@ -195,7 +199,7 @@ def _campaign(
     mat: list[float],
     pr: Priors,
     pooled_rate: float,
-    pooled_value: float,
+    pooled_value: float | None,
     recent: int,
 ) -> CampaignPosterior:
     spend = np.array([c.spend for c in rows])
@@ -218,7 +222,10 @@ def _campaign(
     old = [c for c in rows if c.age >= pr.value_age]
     old_conv = sum(c.conversions[-1] for c in old)
     n = pr.value_strength + old_conv
-    value = (pr.value_strength * pooled_value + sum(c.revenue for c in old)) / n
+    if pooled_value is None:  # no mature revenue anywhere: rank by conversions alone
+        value = 1.0
+    else:
+        value = (pr.value_strength * pooled_value + sum(c.revenue for c in old)) / n
     # Revenue per conversion is mostly zeros and a heavy tail: coefficient of variation ~2.
     observed = {
         "spend": float(spend[-recent:].sum()),
@@ -228,5 +235,6 @@ def _campaign(
     }
     return CampaignPosterior(
         rows[0].campaign_id, rows[0].channel, ref, mean, cov, alpha, beta, value,
-        2.0 / math.sqrt(n), observed,
+        2.0 / math.sqrt(n) if pooled_value is not None else 0.0, observed,
+        value_known=pooled_value is not None,
     )  # fmt: skip

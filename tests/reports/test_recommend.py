@@ -101,6 +101,26 @@ def test_advice_explains_moves_with_effects() -> None:
     assert recs.revenue is not None and recs.revenue.probability_positive > 0.5
 
 
+def test_young_data_claims_no_revenue_and_still_moves_money_to_conversions() -> None:
+    # Three weekly periods: no cohort is 4 periods old, so won revenue is not complete
+    # anywhere and revenue per conversion is unknown (not zero).
+    truth = {f"c{i}": (80.0, 0.5, 0.04 + 0.08 * i) for i in range(4)}
+    posts = fit(_cohorts(np.random.default_rng(3), truth, periods=3))
+    assert posts and not any(p.value_known for p in posts)
+    period = Period.containing("weekly", date(2026, 3, 4))
+    current = {f"c{i}": 100.0 for i in range(4)}
+    recs = advise(posts, current, Guardrails(), period, currency="USD")
+    assert recs.revenue is None and recs.conversions is not None
+    assert "Revenue is not estimated yet" in recs.summary and "USD 0" not in recs.summary
+    assert recs.moves and all(m.revenue is None for m in recs.moves)
+    assert all("USD 0 expected revenue" not in m.text for m in recs.moves)
+    assert all(c.revenue is None for c in recs.campaigns)
+    # The split maximises conversions: the best-converting campaign gains, the worst loses.
+    by_id = {c.campaign_id: c for c in recs.campaigns}
+    assert by_id["c3"].change > 0 > by_id["c0"].change
+    assert recs.conversions.mean > 0
+
+
 def test_proportional_baseline_follows_last_period_conversions() -> None:
     obs = Observation(3, (), {"a": 100.0, "b": 300.0, "c": 0.0}, {"a": 3, "b": 1}, {})
     assert proportional_to_conversions(obs) == {"a": 300.0, "b": 100.0, "c": 0.0}
