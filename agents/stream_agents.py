@@ -77,10 +77,32 @@ def _survives(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None
     return run
 
 
+def _gated(
+    gate: Callable[[], Awaitable[None]] | None, handle: Callable[[], Awaitable[object]]
+) -> Callable[[], Awaitable[None]]:
+    """``handle`` preceded by ``gate`` (a failing gate fails the attempt, which is retried)."""
+
+    async def run() -> None:
+        if gate is not None:
+            await gate()
+        await handle()
+
+    return run
+
+
 def register_agents(
-    app: faust.App, topics: Topics, settings: Settings, pipeline: Callable[[], Pipeline]
+    app: faust.App,
+    topics: Topics,
+    settings: Settings,
+    pipeline: Callable[[], Pipeline],
+    before_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Register the ingest, score, label and learner agents and the periodic jobs."""
+    """Register the ingest, score, label and learner agents and the periodic jobs.
+
+    ``before_batch`` runs before each attempt at a raw batch and each label sweep, the
+    steps that produce (the worker refreshes its producer's metadata there, see
+    streaming/topic_guard.py).
+    """
     size, within = settings.kafka.batch_size, settings.kafka.batch_within_s
     models = settings.models
 
@@ -88,7 +110,8 @@ def register_agents(
         async def ingest(stream: AsyncIterable[bytes]) -> None:
             async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]  # faust's StreamT protocol lacks take_events; Stream has it
                 batch = _messages(events)
-                await _until_done(kind, partial(pipeline().handle_raw, kind, batch))
+                handle = partial(pipeline().handle_raw, kind, batch)
+                await _until_done(kind, _gated(before_batch, handle))
 
         app.agent(topic, name=f"leadstream.ingest_{kind}")(ingest)
 
@@ -124,7 +147,7 @@ def register_agents(
     @app.timer(models.sweep_every_s)
     @_survives
     async def sweep_labels() -> None:
-        await pipeline().sweep()
+        await _gated(before_batch, pipeline().sweep)()
 
     @app.timer(5.0)
     @_survives

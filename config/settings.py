@@ -82,6 +82,20 @@ class KafkaSettings(_Section):
     data_dir: Path = Field(
         Path("var/faust"), description="Faust's local folder (no state that matters)"
     )
+    # A broker that lost a topic (restarted on memory storage, or the topic deleted) leaves
+    # the producer waiting for a partition leader; see streaming/topic_guard.py.
+    produce_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="longest a produced message waits for the broker; then its batch fails"
+        " and is handled again (Faust's own default is 20 minutes)",
+    )
+    topic_check_every_s: float = Field(
+        5.0,
+        ge=0,
+        description="how often the worker checks that its topics exist and recreates missing"
+        " ones with the configured partitions (0 turns the check off)",
+    )
 
 
 class RedisSettings(_Section):

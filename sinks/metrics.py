@@ -56,6 +56,7 @@ class Metrics:
     model_drifts: Counter
     model_promotions: Counter
     examples_learned: Counter
+    topics_created: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "leadstream") -> Metrics:
@@ -142,4 +143,7 @@ class Metrics:
             examples_learned=Counter(
                 "examples_learned", "Labelled examples the learner learned (each lead once)",
                 namespace=namespace, registry=registry),
+            topics_created=Counter(
+                "topics_created", "Topics the worker created because the broker lacked them",
+                ["topic"], namespace=namespace, registry=registry),
         )  # fmt: skip

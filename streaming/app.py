@@ -42,12 +42,26 @@ def create_app(settings: Settings, *, web_port: int | None = None) -> faust.App:
         stream_buffer_maxsize=max(4 * k.batch_size, 4096),
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
+        # Also how long a batch waits for a partition leader before it fails (not 20 minutes).
+        producer_request_timeout=k.produce_timeout_s,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         web_bind="127.0.0.1",
         autodiscover=False,
         table_cleanup_interval=3600.0,
     )
+
+
+#: Learning is the one serial step: one partition, one learner.
+TRAINING_PARTITIONS = 1
+
+
+def topic_layout(settings: Settings) -> dict[str, int]:
+    """Every topic the worker reads or writes, with the partitions it is created with."""
+    names = settings.kafka.topics
+    layout = dict.fromkeys(names.model_dump().values(), settings.kafka.partitions)
+    layout[names.training] = TRAINING_PARTITIONS
+    return layout
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -67,7 +81,6 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         raw={kind: topic(name) for name, kind in names.raw().items()},
         scored=topic(names.scored),
-        # Learning is the one serial step: one partition, one learner.
-        training=topic(names.training, partitions=1),
+        training=topic(names.training, partitions=TRAINING_PARTITIONS),
         deadletter=topic(names.deadletter),
     )

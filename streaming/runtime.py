@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
 import structlog
+from aiokafka.client import AIOKafkaClient
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -22,8 +24,9 @@ from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
 from sinks.retention import apply_retention
 from sinks.rows import COLUMNS
-from streaming.app import create_app, declare_topics
+from streaming.app import create_app, declare_topics, topic_layout
 from streaming.pipeline import Pipeline, Sender
+from streaming.topic_guard import TopicGuard
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +64,18 @@ class Runtime:
         self.topics = declare_topics(self.app, settings)
         self._pipeline: Pipeline | None = None
         self._metrics_server: Any = None
-        register_agents(self.app, self.topics, settings, self.pipeline)
+        k = settings.kafka
+        self.topic_guard = TopicGuard(
+            k.bootstrap, topic_layout(settings), k.replication_factor, self._producer_client,
+            self.metrics.topics_created, f"{k.app_id}.broker-epoch", _exit_for_restart,
+        )  # fmt: skip
+        register_agents(
+            self.app, self.topics, settings, self.pipeline, self.topic_guard.refresh_producer
+        )
+        # Once at start (the sentinel must be seen before the broker can lose it), then often.
+        self.app.task(self._guard_topics)
+        if k.topic_check_every_s > 0:
+            self.app.timer(k.topic_check_every_s, name="leadstream.topic_guard")(self._guard_topics)
 
     def pipeline(self) -> Pipeline:
         """The pipeline, built on first use inside the worker's event loop."""
@@ -75,6 +89,18 @@ class Runtime:
     async def _send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
         producer = self.app.producer
         return await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+
+    def _producer_client(self) -> AIOKafkaClient | None:
+        # Faust's aiokafka driver keeps its aiokafka producer in `_producer` (None until it
+        # starts) and offers no public way to it; its own topic creation uses this client.
+        producer = cast(Any, self.app.producer)._producer  # noqa: SLF001
+        return None if producer is None else cast(AIOKafkaClient, producer.client)
+
+    async def _guard_topics(self) -> None:
+        try:
+            await self.topic_guard.check()
+        except Exception as exc:  # the next tick tries again (a raise would stop the worker)
+            log.warning("broker.topic_check_failed", error=repr(exc)[:300])
 
     def start_metrics(self) -> int | None:
         """Serve /metrics on the configured address; returns the bound port (None if off)."""
@@ -139,6 +165,19 @@ def build_pipeline(
         send=send,
         pii_key=settings.require_pii_key(),
     )
+
+
+#: Exit status of a worker whose broker lost its state; its supervisor starts a fresh one.
+BROKER_LOST_EXIT = 75  # EX_TEMPFAIL
+
+
+def _exit_for_restart() -> None:
+    """Exit now, with no clean stop: a clean stop would acknowledge and commit the batch in
+    hand, read from positions the broker no longer has (see streaming/topic_guard.py)."""
+    log.critical("worker.exiting_for_restart", status=BROKER_LOST_EXIT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(BROKER_LOST_EXIT)
 
 
 def request_stop() -> None:
