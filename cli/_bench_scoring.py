@@ -102,17 +102,28 @@ async def read_scored(
     broker: str, topic: str, expect: int, timeout: float
 ) -> list[tuple[float, dict[str, Any]]]:
     """(record timestamp in seconds, value) for ``expect`` records of ``topic``."""
+    return [(ts, orjson.loads(v)) for ts, v in await read_records(broker, topic, expect, timeout)]
+
+
+async def read_records(
+    broker: str, topic: str, expect: int, timeout: float
+) -> list[tuple[float, bytes]]:
+    """(record timestamp in seconds, raw value) for ``expect`` records of ``topic``.
+
+    Values are decoded only once all have arrived: a reader decoding while the worker
+    runs would take CPU from it, and more of it for bigger records.
+    """
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap_servers(broker), auto_offset_reset="earliest",
         enable_auto_commit=False, group_id=None, fetch_max_bytes=50 * 1024 * 1024,
     )  # fmt: skip
     await consumer.start()
-    out: list[tuple[float, dict[str, Any]]] = []
+    out: list[tuple[float, bytes]] = []
     deadline = time.monotonic() + timeout
     try:
         while len(out) < expect and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500, max_records=20000)).values():
-                out.extend((r.timestamp / 1000.0, orjson.loads(r.value)) for r in records)
+                out.extend((r.timestamp / 1000.0, r.value) for r in records if r.value is not None)
     finally:
         await consumer.stop()
     if len(out) < expect:
@@ -232,6 +243,7 @@ def spawn_worker(settings: Settings, profile: Path | None) -> subprocess.Popen[b
         "LEADSTREAM_KAFKA__TOPICS__LEADS": k.topics.leads,
         "LEADSTREAM_KAFKA__TOPICS__SCORED": k.topics.scored,
         "LEADSTREAM_MODELS__EXPLAIN": str(settings.models.explain).lower(),
+        "LEADSTREAM_MODELS__RELOAD_EVERY_S": str(settings.models.reload_every_s),
         "LEADSTREAM_LOG_LEVEL": "warning",
         "LEADSTREAM_PII_HASH_KEY": settings.require_pii_key().decode(),
     }  # fmt: skip

@@ -35,12 +35,12 @@ from online_models.bundle import (
     value_band,
 )
 from online_models.features import lead_features
-from online_models.importance import UNEXPLAINED, published_explanation
+from online_models.importance import scored_fields
 from online_models.records import REVENUE_MODEL, drift_row, metric_rows, promotion_row
 from sinks.clickhouse import ClickHouseSink, write_with_retry
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
-from sinks.rows import TABLE_FOR_KIND, Row, event_row, mapping_row
+from sinks.rows import COLUMNS, TABLE_FOR_KIND, Row, event_row, mapping_row
 from streaming.anomalies import AnomalyMonitor
 from streaming.codec import dumps
 from streaming.ingest import Accepted, Ingestor, Rejected
@@ -48,6 +48,8 @@ from streaming.ingest import Accepted, Ingestor, Rejected
 log = structlog.get_logger(__name__)
 
 _STAGE_RANK = {stage: i for i, stage in enumerate(STAGES)}
+#: Where a scored_leads row holds the reasons (JSON text).
+_REASONS_AT = COLUMNS["scored_leads"].index("reasons")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,13 +240,11 @@ class Pipeline:
             lead = a.event
             x = lead_features(lead, eng)
             revenue = model.expected_revenue(x)  # if won; the mean until enough deals
-            if cfg.explain:  # reasons + intercept + unlisted_contribution add up to the logit
-                explanation = model.scorer.explain_one(x)
-                score = explanation.proba
-                explained = published_explanation(explanation, cfg.top_reasons, lead)
-            else:
-                score = model.scorer.predict_proba_one(x)[True]
-                explained = dict(UNEXPLAINED)
+            # With explanations: reasons + intercept + unlisted_contribution add up to the
+            # logit; the reasons come encoded once, for the message and the row alike.
+            score, explained, reasons = scored_fields(
+                model.scorer, x, lead, cfg.top_reasons, cfg.explain
+            )
             record = {
                 "event_id": a.event_id,
                 "lead_id": a.key,
@@ -261,11 +261,9 @@ class Pipeline:
             }
             body = dumps(record)
             sends.append(await self.send(self.topics.scored, a.key.encode(), body))
-            rows.append(
-                mapping_row(
-                    "scored_leads", {**record, "reasons": orjson.dumps(record["reasons"]).decode()}
-                )
-            )
+            row = mapping_row("scored_leads", record)
+            row[_REASONS_AT] = reasons
+            rows.append(row)
             snapshots.append(
                 (a.key, a.occurred_at.timestamp(), {
                     "features": x, "score": score, "model_version": model.version,

@@ -103,6 +103,7 @@ async def scored(redis_url: str, run_id: str, tmp_path: Path) -> AsyncIterator[A
         await pipeline.handle_raw("lead", messages)
         return [v for topic, v in sent.messages if topic == pipeline.topics.scored]
 
+    score.clickhouse = (ch, base.clickhouse.database)  # type: ignore[attr-defined]  # for the row test
     yield score
     await client.aclose()
     ch.close()  # chDB serves one data directory per process at a time
@@ -165,3 +166,14 @@ async def test_explanations_off_gives_the_same_scores_without_reasons(scored: An
         assert r["reasons"] == [] and r["intercept"] is None and r["logit"] is None
         assert r["score"] == on[r["event_id"]]["score"]
         assert r["band"] == on[r["event_id"]]["band"]
+
+
+async def test_the_scored_leads_row_stores_the_reasons_the_message_carries(scored: Any) -> None:
+    # The reasons are encoded once, for the message and the row alike.
+    records = await scored(5, True)
+    ch, database = scored.clickhouse
+    rows = dict(ch.query(f"SELECT event_id, reasons FROM {database}.scored_leads").result_rows)
+    assert len(rows) == len(records)
+    for r in records:
+        assert orjson.loads(rows[r["event_id"]]) == r["reasons"]
+        assert rows[r["event_id"]].encode() == orjson.dumps(r["reasons"])

@@ -113,3 +113,21 @@ def test_bundle_survives_pickling() -> None:
     x = lead_features({"channel": "events", "pricing_page_visits": 1}, {})
     assert copy.scorer.predict_proba_one(x) == bundle.scorer.predict_proba_one(x)
     assert copy.version == 3
+
+
+def test_published_reasons_quote_each_raw_value_as_given() -> None:
+    # Reason texts are cached; 3 and 3.0 hash alike but read differently.
+    from online_models.importance import published_explanation
+    from online_models.lead_scorer import Contribution
+
+    model = _trained()
+    e = model.explain_one(lead_features({"channel": "events", "pricing_page_visits": 3}, {}))
+    texts = []
+    for shown in (3, 3.0, True, 3, 3.0):
+        raw = {"pricing_page_visits": shown}
+        reasons = published_explanation(e, len(e.raw), raw)["reasons"]
+        (r,) = [r for r in reasons if r["feature"] == "pricing_page_visits"]
+        c = Contribution(r["feature"], r["value"], r["contribution"])
+        assert r == reason(c, raw)
+        texts.append(r["text"].split(": ")[1])
+    assert texts == ["3", "3.0", "raises the score", "3", "3.0"]
