@@ -259,19 +259,22 @@ def load(
 
 @bench_app.command("evaluate")
 def evaluate_quality(
-    seeds: Annotated[int, typer.Option(help="data sets of each shape")] = 3,
+    seeds: Annotated[int, typer.Option(help="data sets of each shape")] = 5,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
 ) -> None:
     """`leadstream evaluate` against a batch scikit-learn logistic regression on the same history.
 
     Generated tables shaped like real lead data (many weak numeric columns, imbalance,
-    high-cardinality categories, missing values). Needs scikit-learn (the dev extra).
+    high-cardinality categories, missing values, counts with diminishing effects), three
+    shapes × `--seeds`; per table and a summary: tables within 0.02 AUC, tables with a
+    top-decile lift at least the baseline's, mean differences with paired 95% intervals.
+    Needs scikit-learn (the dev extra). About 40 seconds with the defaults.
     """
     from cli._bench_evaluate import compare
 
     result = {"benchmark": "evaluate", "at": datetime.now(UTC).isoformat(timespec="seconds")}
-    with console.status("evaluating"):
-        result |= compare(seeds=seeds)
+    with console.status("evaluating") as status:
+        result |= compare(seeds=seeds, progress=status.update)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "evaluate.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -285,14 +288,17 @@ def evaluate_quality(
         "sklearn AUC",
         "lift",
         "sklearn lift",
+        "sgd lift",
     ):
         t.add_column(col, justify="left" if col == "data set" else "right")
     for name, value in result.items():
         if isinstance(value, dict) and "runs" in value:
             for r in value["runs"]:
                 t.add_row(name, str(r["seed"]), str(r["rows"]), str(r["positive_rate"]), str(r["auc"]),
-                          str(r["sklearn_auc"]), str(r["lift_top_decile"]), str(r["sklearn_lift_top_decile"]))  # fmt: skip
+                          str(r["sklearn_auc"]), str(r["lift_top_decile"]), str(r["sklearn_lift_top_decile"]),
+                          str(r["sgd_lift_top_decile"]))  # fmt: skip
     console.print(t)
+    console.print(f"summary: {result['summary']}")
     console.print(f"targets: {result['targets']}; results: {path}")
 
 
@@ -325,15 +331,20 @@ def recommendations(
 @bench_app.command("explanations")
 def explanations(
     ctx: typer.Context,
-    events: Annotated[int, typer.Option(help="lead events per worker run")] = 30_000,
-    rounds: Annotated[int, typer.Option(min=1, help="worker runs with each setting")] = 3,
+    events: Annotated[int, typer.Option(help="lead events per worker run")] = 16_000,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="rounds of two worker runs, one with each setting")
+    ] = 7,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
 ) -> None:
     """Worker scoring throughput with explanations on and off (LEADSTREAM_MODELS__EXPLAIN).
 
     Runs alternate on/off on the same backlog, each an isolated `leadstream worker`
-    process; reports the medians and the drop (target: at most 10%). Starts its own
-    broker and Redis; chDB in a temporary folder.
+    process; reports the medians, each round's drop, their median with a bootstrap 95%
+    interval (target: at most 10%, by the median of the rounds' throughput drops), and
+    the in-process cost of the scoring step with and without explanations. Starts its
+    own broker and Redis; chDB in a temporary folder. The defaults take 3-4 minutes on a
+    quiet machine (5 on a busy one); `--events 8000 --rounds 2` is a quick check.
     """
     from cli._bench_explanations import explanation_benchmark
     from cli._bench_scoring import bench_settings, machine
@@ -349,7 +360,12 @@ def explanations(
         ):
             settings = bench_settings(settings_from(ctx), broker.url, redis.url, work / "chdb")
             with console.status("explanations benchmark") as status:
-                found = explanation_benchmark(settings, events, rounds, status.update)
+
+                def progress(message: str) -> None:
+                    console.print(message)
+                    status.update(message)
+
+                found = explanation_benchmark(settings, events, rounds, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {

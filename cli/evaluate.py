@@ -25,7 +25,7 @@ def evaluate(
     holdout: Annotated[
         float, typer.Option(help="share of the latest rows scored test-then-train")
     ] = 0.5,
-    passes: Annotated[int, typer.Option(help="backfill passes over the history")] = 12,
+    passes: Annotated[int, typer.Option(help="backfill passes over the history (sgd)")] = 12,
     threshold: Annotated[
         float | None, typer.Option(help="positive at or above; default: best F1 on the history")
     ] = None,
@@ -33,6 +33,13 @@ def evaluate(
     sensitivity: Annotated[
         bool, typer.Option(help="also how AUC moves with each column removed or shuffled")
     ] = False,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="newton: logistic regression solved on the history, then online Newton steps; "
+            "sgd: the stream's own learner, backfilled by SGD passes"
+        ),
+    ] = "newton",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Order rows by time, train on the history as a backfill would, then score the rest
@@ -50,8 +57,9 @@ def evaluate(
     )
     try:
         result = run(
-            frame, label, time, id_columns or (), holdout, passes, threshold, folds, sensitivity
-        )
+            frame, label, time, id_columns or (), holdout, passes, threshold, folds, sensitivity,
+            model=model,
+        )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     out = result.as_dict()

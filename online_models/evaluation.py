@@ -1,12 +1,16 @@
 """Offline evaluation of the online model on a labelled table, the way the stream would see it.
 
 Rows are ordered by time. The first part is history: the model is trained on it
-as a backfill would (several shuffled passes). The rest is scored test-then-train,
-as the live stream does: each row is scored before its label is learned.
+as a backfill would. By default that is :class:`~online_models.newton_logistic.NewtonLogistic`,
+solved exactly on the history with settings cross-validated on the history alone;
+``model="sgd"`` is the stream's own learner after several shuffled SGD passes. The
+rest is scored test-then-train, as the live stream does: each row is scored before
+its label is learned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -215,6 +219,16 @@ class Learner(Protocol):
     def learn_one(self, x: dict[Any, Any], y: Any, **kwargs: Any) -> None: ...
 
 
+class Scorer(Learner, Protocol):
+    """A learner that also scores."""
+
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]: ...
+
+
+#: Models ``evaluate`` can run; see its ``model`` parameter.
+MODELS: tuple[str, ...] = ("newton", "sgd")
+
+
 def backfill(
     model: Learner,
     xs: Sequence[dict[str, float]],
@@ -249,6 +263,8 @@ class EvaluationResult:
     seconds: float
     folds: list[float] | None = None
     sensitivity: list[dict[str, Any]] | None = None
+    #: The holdout's scores in time order, each given before its row was learned (not printed).
+    scores: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         m = self.metrics
@@ -282,6 +298,7 @@ def evaluate(
     learning_rate: float = 0.005,
     l2: float = 1e-3,
     seed: int = 0,
+    model: str = "newton",
 ) -> EvaluationResult:
     """Backfill on the history part, then test-then-train on the rest.
 
@@ -290,7 +307,7 @@ def evaluate(
     holdout
         Share of rows (the latest) scored test-then-train.
     passes
-        Passes over the history during the backfill.
+        Passes over the history during the backfill (``sgd`` only).
     threshold
         Score at which a row counts as predicted positive; by default the one with
         the best F1 on the history's own (in-sample) scores.
@@ -299,7 +316,15 @@ def evaluate(
     sensitivity
         Also, per source column, the holdout AUC of the backfilled model with the
         column removed and with its values shuffled across rows.
+    model
+        ``newton`` (default): a :class:`~online_models.newton_logistic.NewtonLogistic`
+        solved exactly on the history, its regularisation and log terms chosen by
+        blocked cross-validation on the history alone, then updated by online Newton
+        steps. ``sgd``: the stream's own :class:`LeadScorer`, backfilled by ``passes``
+        SGD passes (``learning_rate``, ``l2``).
     """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     started = time.perf_counter()
     schema = infer_schema(frame, label, time_col, ids)
     frame = frame.sort_values(time_col, kind="stable").reset_index(drop=True)
@@ -307,28 +332,52 @@ def evaluate(
     xs = rows_to_features(frame, schema)
     split = history_size(len(frame), holdout)
 
-    def fresh() -> LeadScorer:
-        return LeadScorer(
-            learning_rate=learning_rate, l2=l2, prior=max(0.01, min(0.99, sum(ys[:split]) / split))
-        )
+    blas_context: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+    if model == "newton":
+        from online_models.newton_logistic import NewtonLogistic, one_blas_thread, select
 
-    fold_aucs = (
-        _cross_validate(xs[:split], ys[:split], folds, passes, fresh, seed) if folds > 1 else None
-    )
-    model = fresh()
-    backfill(model, xs[:split], ys[:split], passes, seed)
+        blas_context = one_blas_thread
+
+        chosen, _ = select(xs[:split], ys[:split])
+        scorer: Scorer = chosen
+
+        def fresh() -> NewtonLogistic:
+            return NewtonLogistic(c=chosen.c, log_skewed=chosen.log_skewed)
+
+        def fit(
+            m: NewtonLogistic, xs_: Sequence[dict[str, float]], ys_: Sequence[int], _: int
+        ) -> None:
+            m.learn_many(xs_, ys_)
+
+        fold_aucs = _cross_validate(xs[:split], ys[:split], folds, fresh, fit, seed)
+    else:
+        prior = max(0.01, min(0.99, sum(ys[:split]) / split))
+
+        def fresh_sgd() -> LeadScorer:
+            return LeadScorer(learning_rate=learning_rate, l2=l2, prior=prior)
+
+        def fit_sgd(
+            m: LeadScorer, xs_: Sequence[dict[str, float]], ys_: Sequence[int], s: int
+        ) -> None:
+            backfill(m, xs_, ys_, passes, s)
+
+        fold_aucs = _cross_validate(xs[:split], ys[:split], folds, fresh_sgd, fit_sgd, seed)
+        scorer = fresh_sgd()
+        backfill(scorer, xs[:split], ys[:split], passes, seed)
     effects = (
-        column_sensitivity(model, xs[split:], ys[split:], schema, seed) if sensitivity else None
+        column_sensitivity(scorer, xs[split:], ys[split:], schema, seed) if sensitivity else None
     )
     if threshold is None:
-        in_sample = [model.predict_proba_one(x)[True] for x in xs[:split]]
+        in_sample = [scorer.predict_proba_one(x)[True] for x in xs[:split]]
         threshold = best_f1_threshold(ys[:split], in_sample)
     scores = []
-    for x, y in zip(xs[split:], ys[split:], strict=True):
-        scores.append(model.predict_proba_one(x)[True])
-        model.learn_one(x, bool(y))
+    with blas_context():
+        for x, y in zip(xs[split:], ys[split:], strict=True):
+            scores.append(scorer.predict_proba_one(x)[True])
+            scorer.learn_one(x, bool(y))
     metrics = Metrics.compute(ys[split:], scores, threshold)
-    return EvaluationResult(metrics, split, time.perf_counter() - started, fold_aucs, effects)
+    seconds = time.perf_counter() - started
+    return EvaluationResult(metrics, split, seconds, fold_aucs, effects, tuple(scores))
 
 
 def _column(feature: str) -> str:
@@ -337,7 +386,7 @@ def _column(feature: str) -> str:
 
 
 def column_sensitivity(
-    model: LeadScorer,
+    model: Scorer,
     xs: Sequence[dict[str, float]],
     ys: Sequence[int],
     schema: TableSchema,
@@ -369,8 +418,11 @@ def column_sensitivity(
 
 
 def _cross_validate(
-    xs: Sequence[dict[str, float]], ys: Sequence[int], k: int, passes: int, fresh: Any, seed: int
-) -> list[float]:
+    xs: Sequence[dict[str, float]], ys: Sequence[int], k: int, fresh: Any, fit: Any, seed: int
+) -> list[float] | None:
+    """AUC of each of ``k`` contiguous folds, the model fitted on the others; None if k < 2."""
+    if k < 2:
+        return None
     n = len(xs)
     out = []
     for f in range(k):
@@ -378,6 +430,6 @@ def _cross_validate(
         model = fresh()
         train_x = [*xs[:lo], *xs[hi:]]
         train_y = [*ys[:lo], *ys[hi:]]
-        backfill(model, train_x, train_y, passes, seed + f)
+        fit(model, train_x, train_y, seed + f)
         out.append(auc(ys[lo:hi], [model.predict_proba_one(x)[True] for x in xs[lo:hi]]))
     return out

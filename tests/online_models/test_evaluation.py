@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
-from cli._bench_evaluate import mixed, numeric_wide, sklearn_baseline
+from cli._bench_evaluate import mixed, numeric_wide, sklearn_baseline, wide_mixed
 from online_models.evaluation import Metrics, auc, evaluate, infer_schema, labels
 
 
@@ -48,14 +48,42 @@ def test_schema_and_unknown_column() -> None:
         infer_schema(frame, "nope", "ts")
 
 
-def test_reaches_the_batch_baseline_on_both_shapes() -> None:
+def test_reaches_the_batch_baseline_on_every_shape() -> None:
     for frame, label, ts, ids in (
         (numeric_wide(1, n=4000), "converted", "created_at", ("lead_id",)),
         (mixed(1, n=4000), "label", "ts", ()),
+        (wide_mixed(1, n=4000), "won", "created", ()),
     ):
         ours = evaluate(frame, label, ts, ids)
         base = sklearn_baseline(frame, label, ts, ids, 0.5)
         assert ours.metrics.auc >= base.auc - 0.02, (label, ours.metrics.auc, base.auc)
+
+
+def test_the_stream_learner_is_still_available_and_a_wrong_model_names_the_choices() -> None:
+    frame = mixed(2, n=1500)
+    sgd = evaluate(frame, "label", "ts", passes=3, model="sgd")
+    assert 0.6 < sgd.metrics.auc <= 1 and len(sgd.scores) == sgd.metrics.rows
+    with pytest.raises(ValueError, match="model must be one of newton, sgd"):
+        evaluate(frame, "label", "ts", model="forest")
+
+
+def test_model_choice_and_every_score_use_only_labels_known_before_it() -> None:
+    # Settings are chosen by cross-validation on the history: the holdout's labels must
+    # not reach that choice, the history fit, or any score given before they are learned.
+    frame = wide_mixed(2, n=2000).sort_values("created", kind="stable").reset_index(drop=True)
+    result = evaluate(frame, "won", "created")
+    split = result.history_rows
+    late = split + (len(frame) - split) // 2
+    flipped = frame.copy()
+    flipped.loc[late:, "won"] = 1 - flipped.loc[late:, "won"]
+    again = evaluate(flipped, "won", "created")
+    k = late - split
+    assert again.scores[: k + 1] == result.scores[: k + 1]
+    assert again.scores[k + 1 :] != result.scores[k + 1 :]
+    shuffled = frame.copy()
+    rng = np.random.default_rng(0)
+    shuffled.loc[split:, "won"] = rng.permutation(shuffled.loc[split:, "won"].to_numpy())
+    assert evaluate(shuffled, "won", "created").scores[0] == result.scores[0]
 
 
 def test_rows_are_ordered_by_time_before_splitting() -> None:
@@ -66,11 +94,15 @@ def test_rows_are_ordered_by_time_before_splitting() -> None:
     t = np.arange(n)
     y = np.where(t < n // 2, x > 0, x < 0).astype(int)
     frame = pd.DataFrame({"x": x, "t": t, "y": y}).sample(frac=1, random_state=1)
-    result = evaluate(frame, "y", "t", passes=3)
+    result = evaluate(frame, "y", "t", passes=3, model="sgd")
     # History says "high x converts", the future says the opposite: test-then-train must
     # start badly, so the holdout AUC is far from the in-history fit.
     assert result.metrics.auc < 0.8
     assert result.history_rows == n // 2
+    # The Newton model turns round within a few rows, but it starts from the history too.
+    newton = evaluate(frame, "y", "t")
+    assert newton.history_rows == n // 2
+    assert (newton.scores[0] > 0.5) == (x[n // 2] > 0)
 
 
 def test_folds_report_one_auc_each() -> None:
