@@ -171,7 +171,14 @@ class ModelSettings(_Section):
         0.05, gt=0, description="Page-Hinkley tolerance on the champion's excess log loss"
     )
     drift_threshold: float = Field(
-        80.0, gt=0, description="Page-Hinkley threshold: higher, fewer false alarms, later"
+        100.0, gt=0, description="Page-Hinkley threshold: higher, fewer false alarms, later"
+    )
+    drift_conversions_delta: float = Field(
+        0.2, gt=0, description="tolerance of the drift test over conversions alone (they"
+        " arrive first after a drift)"
+    )
+    drift_conversions_threshold: float = Field(
+        25.0, gt=0, description="threshold of the drift test over conversions alone"
     )
     revenue_min_examples: int = Field(
         30, ge=1, description="won deals learned before revenue is predicted per lead"

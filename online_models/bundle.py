@@ -86,7 +86,8 @@ class ModelBundle:
         policy: Policy | None = None,
         drift_delta: float = 0.05,
         revenue_min_examples: int = 30,
-        drift_threshold: float = 80.0,
+        drift_threshold: float = 100.0,
+        drift_conversions: tuple[float, float] = (0.2, 25.0),
     ) -> ModelBundle:
         """An untrained bundle: the champion built from its spec, and its challengers.
 
@@ -105,7 +106,7 @@ class ModelBundle:
             scorer=scorer, champion=champion, candidates=candidates, defaults=d,
             revenue=RevenueModel(min_examples=revenue_min_examples),
             revenue_metrics=RegressionMetrics(window),
-            drift=DriftMonitor(drift_delta, drift_threshold),
+            drift=DriftMonitor(drift_delta, drift_threshold, 1000, *drift_conversions),
             policy=policy or Policy(),
         )  # fmt: skip
 
@@ -260,7 +261,7 @@ def bundle_for(m: Any) -> ModelBundle:
     return ModelBundle.create(
         m.kind, tuple(c for c in m.challengers if c != m.kind), defaults_for(m),
         m.metrics_window, m.threshold, policy_for(m), m.drift_delta, m.revenue_min_examples,
-        m.drift_threshold,
+        m.drift_threshold, (m.drift_conversions_delta, m.drift_conversions_threshold),
     )  # fmt: skip
 
 

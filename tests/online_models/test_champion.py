@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -120,3 +121,42 @@ def test_drift_seen_first_in_a_few_confident_misses_is_detected_without_false_al
         if monitor.update(y, p):
             fired.append(i)
     assert fired and 6000 <= fired[0] < 6000 + 1000, fired
+
+
+def _late_labels(seed: int, monitor: DriftMonitor, drifted_share: float) -> list[int]:
+    """A stream like the learner's after a drift at example 6000: negatives are old leads'
+    (their horizon ends), calibrated; a share ``drifted_share`` of the conversions come
+    from drifted leads that the old model scored low, the others stay calibrated."""
+    rng = random.Random(seed)
+    fired = []
+    for i in range(12000):
+        p = 0.05 + rng.random() * 0.3
+        y = rng.random() < p
+        if y and i >= 6000 and rng.random() < drifted_share:
+            p = 0.03 + rng.random() * 0.05
+        if monitor.update(y, p):
+            fired.append(i)
+    return fired
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_drift_in_the_conversions_is_found_before_the_test_over_every_example_finds_it(
+    seed: int,
+) -> None:
+    both = _late_labels(seed, DriftMonitor(), drifted_share=0.3)
+    without = _late_labels(seed, DriftMonitor(conversions_threshold=1e9), drifted_share=0.3)
+    assert both and 6000 <= both[0] < 6000 + 1500, both
+    assert not without or without[0] > both[0], (both, without)
+    # The same stream without the drift raises no alarm.
+    assert _late_labels(seed, DriftMonitor(), drifted_share=0.0) == []
+
+
+def test_a_snapshot_from_before_the_conversions_test_loads_with_it() -> None:
+    monitor = DriftMonitor(grace=10)
+    state = {k: v for k, v in monitor.__dict__.items()
+             if not k.startswith("_conversions") and not k.startswith("conversions_")}  # fmt: skip
+    old = DriftMonitor.__new__(DriftMonitor)
+    old.__setstate__(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.conversions_threshold == 25.0
+    assert not any(restored.update(True, 0.5) for _ in range(50))
