@@ -22,6 +22,16 @@ first drifted example; recovery is the first point, counted from where the drift
 reaches the learner, at which a window made only of examples after that point is
 within 0.02 of the pre-drift level.
 
+Some drifts make the outcome less predictable: after ``fading_engagement`` even the
+true propensities rank the new leads worse (their AUC falls from ~0.79 to ~0.63-0.69),
+so no model can return to the pre-drift level. The target's level is therefore
+required where it is attainable (``pre_drift_level_attainable``: the true
+propensities' AUC 10,000 examples after the drift reaches the learner is within 0.02
+of theirs before it), and on every run the model must also close its gap to the true
+propensities again (``recovery_vs_truth_examples_from_reach``: the first window,
+after the same point, whose AUC is within 0.02 of the truth's AUC on that window
+minus the pre-drift shortfall). Both counts are reported for every run.
+
 Label delay bounds the first count: in the 2,000 examples after the first drifted
 one only ~150 (7.5%) are of drifted leads, all early conversions; the rest are
 older leads whose 14-day horizon ends. A test over every example sees the drift
@@ -122,9 +132,11 @@ def drift_runs(
             advance(f"seed {seed}, no drift")
             free.append(drift_free_benchmark(_isolated(settings, n), leads, seed))
 
-    def worst(key: str) -> int | None:
-        values = [r[key] for r in runs]
-        return None if any(v is None for v in values) else max(values)
+    def worst(key: str, among: list[dict[str, Any]] = runs) -> int | None:
+        values = [r[key] for r in among]
+        return None if any(v is None for v in values) else max(values, default=0)
+
+    attainable = [r for r in runs if r["pre_drift_level_attainable"]]
 
     return {
         "leads": leads, "seeds": list(seeds), "drift_kinds": list(kinds), "horizon_days": 14.0,
@@ -132,6 +144,9 @@ def drift_runs(
         "detection_delay_from_reach": worst("detection_delay_from_reach"),
         "drifted_examples_before_detection": worst("drifted_examples_before_detection"),
         "recovery_examples_from_reach": worst("recovery_examples_from_reach"),
+        "runs_with_attainable_pre_drift_level": len(attainable),
+        "recovery_where_attainable": worst("recovery_examples_from_reach", attainable),
+        "recovery_vs_truth_examples_from_reach": worst("recovery_vs_truth_examples_from_reach"),
         "false_alarms_before_drift": sum(r["false_alarms_before_drift"] for r in runs),
         "false_alarms_without_drift": sum(r["false_alarms"] for r in free) if drift_free else None,
         "runs": runs, "drift_free": free,
@@ -141,8 +156,20 @@ def drift_runs(
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     """Issue 3's drift targets against a result (one run or the worst case of several)."""
-    rec = result["recovery_examples_from_reach"]
-    recovered = rec is not None and rec <= 10000
+
+    def by(key: str) -> bool:
+        return result[key] is not None and result[key] <= 10000
+
+    # The pre-drift level is required where the new concept lets even the true
+    # propensities reach it; everywhere, the gap to them must close again.
+    if "recovery_where_attainable" in result:  # several runs
+        literal = by("recovery_where_attainable")
+    else:
+        literal = not result.get("pre_drift_level_attainable", True) or by(
+            "recovery_examples_from_reach"
+        )
+    vs_truth = "recovery_vs_truth_examples_from_reach"
+    recovered = literal and (vs_truth not in result or by(vs_truth))
 
     def within(key: str) -> bool:
         return result[key] is not None and result[key] <= 2000 and recovered
@@ -154,6 +181,7 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
         and result["false_alarms_before_drift"] == 0 and alarms == 0,
         "met_counting_from_reach": within("detection_delay_from_reach"),
         "met_counting_drifted_examples": within("drifted_examples_before_detection"),
+        "pre_drift_level_reached_on_every_run": by("recovery_examples_from_reach"),
     }  # fmt: skip
 
 
@@ -181,14 +209,21 @@ def drift_benchmark(
     def rolling(end: int) -> float:
         return auc(labels[end - WINDOW : end], scores[end - WINDOW : end])
 
-    before = rolling(first)
-    recovered = next(
-        (end for end in range(reach + WINDOW, len(examples) + 1, STEP)
-         if rolling(end) >= before - 0.02),
-        None,
-    )  # fmt: skip
-    after_end = min(len(examples), reach + 10_000)
     truth = [truths[e["lead_id"]].propensity for e in examples]
+
+    def truth_rolling(end: int) -> float:
+        return auc(labels[end - WINDOW : end], truth[end - WINDOW : end])
+
+    before, truth_before = rolling(first), truth_rolling(first)
+    ends = range(reach + WINDOW, len(examples) + 1, STEP)
+    recovered = next((end for end in ends if rolling(end) >= before - 0.02), None)
+    # The model's shortfall against the true propensities, back to its pre-drift size.
+    gap = truth_before - before
+    recovered_vs_truth = next(
+        (end for end in ends if rolling(end) >= truth_rolling(end) - gap - 0.02), None
+    )
+    after_end = min(len(examples), reach + 10_000)
+    truth_after = truth_rolling(after_end)
     promotions = [
         {k: r[k] for k in ("action", "from_model", "to_model", "examples")} | {
             "z": r["evidence"].get("z"), "challenger_auc": r["evidence"].get("challenger_auc"),
@@ -212,9 +247,12 @@ def drift_benchmark(
         "rolling_auc_10000_after_reach": round(rolling(after_end), 4),
         "recovered_at_example": recovered,
         "recovery_examples_from_reach": None if recovered is None else recovered - reach,
-        "truth_auc_before": round(auc(labels[first - WINDOW : first], truth[first - WINDOW : first]), 4),
-        "truth_auc_10000_after_reach": round(
-            auc(labels[after_end - WINDOW : after_end], truth[after_end - WINDOW : after_end]), 4
+        "truth_auc_before": round(truth_before, 4),
+        "truth_auc_10000_after_reach": round(truth_after, 4),
+        "pre_drift_level_attainable": truth_after >= truth_before - 0.02,
+        "recovered_vs_truth_at_example": recovered_vs_truth,
+        "recovery_vs_truth_examples_from_reach": (
+            None if recovered_vs_truth is None else recovered_vs_truth - reach
         ),
         "promotions": promotions,
         "champion_at_end": bundle.champion,
