@@ -18,7 +18,7 @@ import structlog
 from redis.asyncio import Redis
 
 from online_models.champion import Candidate, Comparison, Policy, compare
-from online_models.drift import DriftMonitor
+from online_models.drift import CONVERSIONS_DELTA, CONVERSIONS_THRESHOLD, DriftMonitor
 from online_models.kinds import Defaults, Scorer, build_model
 from online_models.lead_scorer import Contribution, LeadScorer
 from online_models.prequential import ClassificationMetrics, RegressionMetrics
@@ -87,7 +87,7 @@ class ModelBundle:
         drift_delta: float = 0.05,
         revenue_min_examples: int = 30,
         drift_threshold: float = 100.0,
-        drift_conversions: tuple[float, float] = (0.2, 25.0),
+        drift_conversions: tuple[float, float] = (CONVERSIONS_DELTA, CONVERSIONS_THRESHOLD),
     ) -> ModelBundle:
         """An untrained bundle: the champion built from its spec, and its challengers.
 
@@ -106,7 +106,10 @@ class ModelBundle:
             scorer=scorer, champion=champion, candidates=candidates, defaults=d,
             revenue=RevenueModel(min_examples=revenue_min_examples),
             revenue_metrics=RegressionMetrics(window),
-            drift=DriftMonitor(drift_delta, drift_threshold, 1000, *drift_conversions),
+            drift=DriftMonitor(
+                drift_delta, drift_threshold,
+                conversions_delta=drift_conversions[0], conversions_threshold=drift_conversions[1],
+            ),
             policy=policy or Policy(),
         )  # fmt: skip
 

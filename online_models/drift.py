@@ -7,6 +7,9 @@ from typing import Any
 
 from river import drift
 
+#: The conversions' test's defaults, also given to snapshots from before it existed.
+CONVERSIONS_DELTA, CONVERSIONS_THRESHOLD = 0.2, 25.0
+
 _EPS = 0.01  # scores are clipped to [ε, 1 − ε] so one confident miss counts at most ~3.6
 
 
@@ -68,8 +71,8 @@ class DriftMonitor:
         delta: float = 0.05,
         threshold: float = 100.0,
         grace: int = 1000,
-        conversions_delta: float = 0.2,
-        conversions_threshold: float = 25.0,
+        conversions_delta: float = CONVERSIONS_DELTA,
+        conversions_threshold: float = CONVERSIONS_THRESHOLD,
     ) -> None:
         self.delta = delta
         self.threshold = threshold
@@ -84,7 +87,8 @@ class DriftMonitor:
         # Snapshots pickled before the conversions' test existed get it, fresh.
         self.__dict__.update(state)
         if "_conversions" not in state:
-            self.conversions_delta, self.conversions_threshold = 0.2, 25.0
+            self.conversions_delta = CONVERSIONS_DELTA
+            self.conversions_threshold = CONVERSIONS_THRESHOLD
             self.reset()
 
     def _new(self, delta: float, threshold: float) -> drift.PageHinkley:

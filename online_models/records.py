@@ -93,7 +93,8 @@ def drift_row(event: DriftEvent, detected_at: datetime) -> dict[str, Any]:
         "opportunity": False,
         "description": (
             f"the champion {event.model}'s prediction error changed at learner example "
-            f"{event.example} (Page-Hinkley on its excess log loss); a fresh challenger {event.challenger} learns from here"
+            f"{event.example} (Page-Hinkley on its excess log loss); a fresh challenger "
+            f"{event.challenger} learns from here"
         ),
         "detected_at": detected_at,
     }  # fmt: skip
