@@ -36,8 +36,8 @@ def evaluate(
     model: Annotated[
         str,
         typer.Option(
-            help="newton: logistic regression solved on the history, then online Newton steps; "
-            "sgd: the stream's own learner, backfilled by SGD passes"
+            help="newton: the stream's `newton` kind, logistic regression solved on the history, "
+            "then online Newton steps; sgd: the default `logistic` kind, backfilled by SGD passes"
         ),
     ] = "newton",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,

@@ -134,8 +134,10 @@ class MetricsSettings(_Section):
 class ModelSettings(_Section):
     """Online model, label join and score bands."""
 
-    kind: Literal["logistic", "hoeffding", "forest"] = Field(
-        "logistic", description="the champion's model kind when the learner starts from nothing"
+    kind: Literal["logistic", "newton", "hoeffding", "forest"] = Field(
+        "logistic",
+        description="the champion's model kind when the learner starts from nothing"
+        " (`newton`: the model `leadstream evaluate` measures)",
     )
     optimizer: Literal["sgd", "adagrad"] = Field(
         "adagrad", description="how the logistic model steps: one rate, or AdaGrad per feature"
@@ -146,7 +148,7 @@ class ModelSettings(_Section):
     l2: float = Field(1e-4, ge=0, description="L2 regularisation of the online model")
     challengers: tuple[str, ...] = Field(
         (),
-        description="models learning in shadow, e.g. `hoeffding`, `forest`,"
+        description="models learning in shadow, e.g. `newton`, `hoeffding`, `forest`,"
         " `logistic:optimizer=sgd,learning_rate=0.01`",
     )
     tree_max_size_mb: float = Field(

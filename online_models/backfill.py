@@ -8,9 +8,10 @@ in ``eng_<touchpoint type>`` columns. Rows become features with the same
 continues learning from the backfilled models.
 
 Rows are ordered by time; the latest share is held out for validation. Every
-model of the bundle (champion and challengers) is trained with
-:func:`online_models.evaluation.backfill` on the history (several passes, the first
-in time order), then scored on the held-out rows while frozen: those are the
+model of the bundle (champion and challengers) is trained on the history: a model
+that can solve on a whole history at once (``learn_many``, the ``newton`` kind) does
+so, the others learn it by :func:`online_models.evaluation.backfill` (several passes,
+the first in time order). Each is then scored on the held-out rows while frozen: those are the
 validation metrics. Finally the held-out rows are learned too, once, in time order.
 """
 
@@ -91,8 +92,14 @@ def train(
     xs = lead_rows(frame.drop(columns=[c for c in (label, time_col, revenue) if c]))
     split = history_size(len(frame), validation)
     for i, c in enumerate(bundle.candidates.values()):
-        backfill(c.model, xs[:split], ys[:split], passes, seed + i,
-                 progress if i == 0 else None)  # fmt: skip
+        learn_many = getattr(c.model, "learn_many", None)
+        if learn_many is not None:
+            learn_many(xs[:split], ys[:split])
+            if progress is not None and i == 0:
+                progress(passes * split)
+        else:
+            backfill(c.model, xs[:split], ys[:split], passes, seed + i,
+                     progress if i == 0 else None)  # fmt: skip
     reports = {}
     for name, c in bundle.candidates.items():
         held = ClassificationMetrics(max(2, len(xs) - split), c.metrics.threshold)

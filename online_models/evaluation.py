@@ -3,7 +3,7 @@
 Rows are ordered by time. The first part is history: the model is trained on it
 as a backfill would. By default that is :class:`~online_models.newton_logistic.NewtonLogistic`,
 solved exactly on the history with settings cross-validated on the history alone;
-``model="sgd"`` is the stream's own learner after several shuffled SGD passes. The
+``model="sgd"`` is the stream's default learner after several shuffled SGD passes. The
 rest is scored test-then-train, as the live stream does: each row is scored before
 its label is learned.
 """
@@ -318,9 +318,9 @@ def evaluate(
         column removed and with its values shuffled across rows.
     model
         ``newton`` (default): a :class:`~online_models.newton_logistic.NewtonLogistic`
-        solved exactly on the history, its regularisation and log terms chosen by
+        (the stream's ``newton`` kind) solved exactly on the history, its regularisation and log terms chosen by
         blocked cross-validation on the history alone, then updated by online Newton
-        steps. ``sgd``: the stream's own :class:`LeadScorer`, backfilled by ``passes``
+        steps. ``sgd``: the stream's default :class:`LeadScorer`, backfilled by ``passes``
         SGD passes (``learning_rate``, ``l2``).
     """
     if model not in MODELS:

@@ -1,8 +1,14 @@
 """Model kinds chosen by configuration: a spec string names a kind and its parameters.
 
 A spec is ``kind`` or ``kind:param=value,param=value``, for example ``forest``,
-``logistic:optimizer=sgd,learning_rate=0.01`` or ``hoeffding:max_size_mb=8``. The
-spec is also the model's name in metrics, promotions and ``leadstream models``.
+``logistic:optimizer=sgd,learning_rate=0.01``, ``newton:c=0.3`` or ``hoeffding:max_size_mb=8``.
+The spec is also the model's name in metrics, promotions and ``leadstream models``.
+
+``logistic`` is the default AdaGrad learner (:class:`LeadScorer`); ``newton`` is the
+model ``leadstream evaluate`` measures (:class:`~online_models.newton_logistic.NewtonLogistic`:
+solved exactly on its history, by a backfill or its first examples, then online Newton
+steps and periodic solves over a window of recent examples); ``hoeffding`` and
+``forest`` are River trees with a memory cap.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from typing import Any, Protocol
 from online_models.lead_scorer import Explanation, LeadScorer
 from online_models.tree_scorer import TreeScorer
 
-KINDS: tuple[str, ...] = ("logistic", "hoeffding", "forest")
+KINDS: tuple[str, ...] = ("logistic", "newton", "hoeffding", "forest")
 
 _PARAMS: dict[str, dict[str, type]] = {
     "logistic": {"learning_rate": float, "l2": float, "prior": float, "optimizer": str},
+    "newton": {"c": float, "window": int, "warm_up": int},
     "hoeffding": {"max_size_mb": float, "seed": int},
     "forest": {"max_size_mb": float, "n_models": int, "seed": int},
 }
@@ -55,7 +62,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     >>> parse_spec("tree")
     Traceback (most recent call last):
     ...
-    ValueError: model kind 'tree' is not one of logistic, hoeffding, forest
+    ValueError: model kind 'tree' is not one of logistic, newton, hoeffding, forest
     """
     kind, _, rest = spec.strip().partition(":")
     if kind not in KINDS:
@@ -84,6 +91,14 @@ def build_model(spec: str, defaults: Defaults | None = None) -> Scorer:
     """
     d = defaults or Defaults()
     kind, params = parse_spec(spec)
+    if kind == "newton":
+        from online_models.newton_logistic import NewtonLogistic  # numpy and scipy: on demand
+
+        return NewtonLogistic(
+            c=params.get("c"),
+            window=params.get("window", 10_000),
+            warm_up=params.get("warm_up", 200),
+        )
     if kind == "logistic":
         return LeadScorer(
             learning_rate=params.get("learning_rate", d.learning_rate),

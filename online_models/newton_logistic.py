@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from river import base
 from scipy.optimize import minimize
 
 from online_models.evaluation import auc
+from online_models.lead_scorer import Explanation
 
 #: Regularisation strengths (inverse, as scikit-learn's ``C``) tried by :func:`select`.
 GRID_C: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -99,15 +101,26 @@ class _Encoding:
         # The most frequent levels, at most _MAX_LEVELS of them: the online Newton step
         # costs the square of the vector's size per example.
         frequent = sorted(counts.items(), key=lambda item: -item[1])[:_MAX_LEVELS]
+        self.levels = 0
         for name, k in frequent:
             if k >= min_count:
                 self.terms[name] = (n, 0.0, 1.0, -1, 0.0, 0.0)
+                self.levels += 1
                 n += 1
         for column in dict.fromkeys(name.split("=", 1)[0] for name in counts):
             self.rare[column] = n
             n += 1
         self.size = n
         self.logs = any(t[3] >= 0 for t in self.terms.values())
+
+    def add_level(self, name: str) -> int | None:
+        """Give an indicator its own slot, at the end; None when _MAX_LEVELS are taken."""
+        if self.levels >= _MAX_LEVELS:
+            return None
+        self.terms[name] = (self.size, 0.0, 1.0, -1, 0.0, 0.0)
+        self.levels += 1
+        self.size += 1
+        return self.size - 1
 
     def _row(self, x: dict[str, float]) -> list[float]:
         out = [0.0] * self.size
@@ -176,11 +189,21 @@ def _fit(x: Array, y: Array, c: float, w0: Array | None = None) -> Array:
 class NewtonLogistic(base.Classifier):
     """L2 logistic regression solved exactly on a history, then updated by online Newton steps.
 
+    ``evaluate``'s default model and the stream's ``newton`` model kind. In the stream
+    it starts from a backfill (:meth:`learn_many`) or, without one, from its first
+    ``warm_up`` examples; with a ``window`` it keeps that many recent examples and
+    solves again on them (new encoding, new levels and numbers included) each time as
+    many examples have arrived as the last solve saw, at most every ``window``
+    examples. Between solves every example takes one online Newton step.
+
     Parameters
     ----------
     c
         Inverse regularisation strength, as scikit-learn's ``C``: the penalty is
-        ``‖w‖² / 2c`` against the log loss summed over examples.
+        ``‖w‖² / 2c`` against the log loss summed over examples. ``None``: chosen,
+        with ``log_skewed``, by :func:`select` (blocked cross-validation) at each
+        :meth:`learn_many` and at each solve of the stream until one has a full
+        ``window`` of examples; later solves keep it.
     log_skewed
         Also give each non-negative, right-skewed number a standardised ``log1p`` term.
     min_count
@@ -190,11 +213,15 @@ class NewtonLogistic(base.Classifier):
     warm_up
         Without :meth:`learn_many`, the first ``warm_up`` examples of :meth:`learn_one`
         are kept and then fitted as a history.
+    window
+        Recent examples kept for solving again (0: never solve again).
 
     Attributes
     ----------
     n_learned
         Number of labelled examples learned so far.
+    c_
+        The regularisation in use (``c``, or the one chosen).
 
     Examples
     --------
@@ -211,57 +238,104 @@ class NewtonLogistic(base.Classifier):
     600
     >>> model.predict_proba_one({"visits": 5.0})[True] > model.predict_proba_one({"visits": 0.0})[True]
     True
+    >>> e = model.explain_one({"visits": 4.0, "channel=b": 1.0})
+    >>> abs(e.intercept + sum(c.contribution for c in e.contributions) - e.logit) < 1e-9
+    True
     """
 
     def __init__(
         self,
-        c: float = 1.0,
+        c: float | None = 1.0,
         log_skewed: bool = False,
         min_count: int = 5,
         clip: float = 5.0,
         warm_up: int = 200,
+        window: int = 0,
     ) -> None:
-        if c <= 0:
+        if c is not None and c <= 0:
             raise ValueError(f"c must be positive, got {c}")
+        if warm_up < 2 or window < 0:
+            raise ValueError(f"warm_up must be at least 2 and window at least 0, got {warm_up}, {window}")
         self.c = c
         self.log_skewed = log_skewed
         self.min_count = min_count
         self.clip = clip
         self.warm_up = warm_up
+        self.window = window
+        self.c_ = 1.0 if c is None else c
+        self._log_skewed = log_skewed
         self._encoding: _Encoding | None = None
         self._w: Array = np.zeros(1)
         self._p: Array = np.eye(1)  # inverse Hessian of the objective, intercept last
-        self._pending: list[tuple[dict[str, float], bool]] = []
+        self._recent: deque[tuple[dict[str, float], bool]] = deque(maxlen=max(window, warm_up))
+        self._unseen: dict[str, int] = {}  # levels without a weight: times learned since the solve
+        self._fit_rows = 0  # rows of the last solve
+        self._since_fit = 0  # examples learned since
         self.n_learned = 0
 
     @property
     def _multiclass(self) -> bool:
         return False
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Snapshots carry the model, not its recent examples (megabytes, and the scorers
+        # never solve): after a restore the window fills again before the next solve.
+        state = dict(self.__dict__)
+        state["_recent"] = deque(maxlen=self._recent.maxlen)
+        return state
+
     def learn_many(self, xs: Sequence[dict[str, float]], ys: Sequence[Any]) -> None:
         """Fit the encoding and solve for the weights on a history (replaces what was learned)."""
-        encoding = _Encoding(xs, self.min_count, self.clip, self.log_skewed)
-        with one_blas_thread():
-            self._install(encoding, encoding.matrix(xs), np.asarray(ys, dtype=float))
+        ys = [bool(y) for y in ys]
+        self._recent.clear()
+        keep = self._recent.maxlen or len(ys)
+        self._recent.extend(zip(xs[-keep:], ys[-keep:], strict=True))
+        self._solve(xs, ys, choose=self.c is None)
+        self.n_learned = len(ys)
+
+    def _solve(self, xs: Sequence[dict[str, float]], ys: Sequence[bool], choose: bool) -> None:
+        if choose:
+            chosen, _ = select(xs, ys, clip=self.clip)
+            self.c_, self._log_skewed = chosen.c_, chosen._log_skewed  # noqa: SLF001 - same class
+            encoding = chosen._encoding  # noqa: SLF001
+            assert encoding is not None  # select installs its choice
+            self._encoding, self._w, self._p = encoding, chosen._w, chosen._p  # noqa: SLF001
+        else:
+            encoding = _Encoding(xs, self.min_count, self.clip, self._log_skewed)
+            with one_blas_thread():
+                self._install(encoding, encoding.matrix(xs), np.asarray(ys, dtype=float))
+        self._fit_rows, self._since_fit = len(ys), 0
+        self._unseen = {}
 
     def _install(self, encoding: _Encoding, x: Array, y: Array) -> None:
         self._encoding = encoding
-        self._w = _fit(x, y, self.c)
+        self._w = _fit(x, y, self.c_)
         xb = np.hstack([x, np.ones((len(x), 1))])
         p = _sigmoid(xb @ self._w)
         hessian = (xb * (p * (1.0 - p))[:, None]).T @ xb
-        hessian[np.diag_indices_from(hessian)] += _penalty(x.shape[1], self.c) + _INTERCEPT_RIDGE
+        hessian[np.diag_indices_from(hessian)] += _penalty(x.shape[1], self.c_) + _INTERCEPT_RIDGE
         self._p = np.asarray(np.linalg.inv(hessian), dtype=np.float64)
-        self._pending = []
         self.n_learned = len(y)
 
     def learn_one(self, x: dict[Any, Any], y: base.typing.ClfTarget, **kwargs: Any) -> None:
+        self.predict_learn_one(x, bool(y))
+
+    def predict_learn_one(self, x: dict[str, float], y: bool) -> float:
+        """Score ``x``, then learn ``(x, y)``; returns the score (the learner's step)."""
         if self._encoding is None:
-            self._pending.append((x, bool(y)))
-            if len(self._pending) >= self.warm_up:
-                xs, ys = zip(*self._pending, strict=True)
-                self.learn_many(xs, ys)
-            return
+            p = self._prior()
+            self._recent.append((x, y))
+            self.n_learned += 1
+            if len(self._recent) >= self.warm_up:
+                xs, ys = zip(*self._recent, strict=True)
+                learned = self.n_learned
+                self._solve(xs, ys, choose=self.c is None)
+                self.n_learned = learned
+            return p
+        self._recent.append((x, y))
+        for name in x:
+            if "=" in name and name not in self._encoding.terms:
+                self._count_level(name)
         xb = np.append(self._encoding.vector(x), 1.0)
         p = _sigmoid_one(float(self._w @ xb))
         h = p * (1.0 - p)
@@ -269,16 +343,92 @@ class NewtonLogistic(base.Classifier):
         self._p -= np.outer(px, px) * (h / (1.0 + h * float(xb @ px)))
         self._w -= (self._p @ xb) * (p - (1.0 if y else 0.0))
         self.n_learned += 1
+        self._since_fit += 1
+        if (
+            self.window
+            and self._since_fit >= max(self.warm_up, min(self._fit_rows, self.window))
+            and len(self._recent) >= self.warm_up
+        ):
+            xs, ys = zip(*self._recent, strict=True)
+            learned = self.n_learned
+            # The regularisation is chosen again while the window fills, then kept.
+            self._solve(xs, ys, choose=self.c is None and self._fit_rows < self.window)
+            self.n_learned = learned
+        return p
+
+    def _count_level(self, name: str) -> None:
+        """Count a level the last solve did not give a weight; at ``min_count``, give it one.
+
+        Its weight starts at its column's pooled weight (its score so far), with the
+        prior's variance ``c`` and no covariance; the next solve settles it exactly.
+        Between solves, a new campaign or source thus learns as soon as it is common.
+        """
+        seen = self._unseen.get(name, 0) + 1
+        if seen < self.min_count:
+            self._unseen[name] = seen
+            return
+        self._unseen.pop(name, None)
+        encoding = self._encoding
+        assert encoding is not None
+        slot = encoding.add_level(name)
+        if slot is None:
+            return
+        pool = encoding.rare.get(name.split("=", 1)[0], -1)
+        start = float(self._w[pool]) if pool >= 0 else 0.0
+        self._w = np.insert(self._w, slot, start)
+        grown = np.zeros((slot + 2, slot + 2))
+        keep = np.r_[0:slot, slot + 1 : slot + 2]
+        grown[np.ix_(keep, keep)] = self._p
+        grown[slot, slot] = self.c_
+        self._p = grown
+
+    def _prior(self) -> float:
+        pos = sum(y for _, y in self._recent)
+        return (pos + 1) / (len(self._recent) + 2)
 
     def predict_proba_one(
         self, x: dict[Any, Any], **kwargs: Any
     ) -> dict[base.typing.ClfTarget, float]:
         if self._encoding is None:
-            pos = sum(y for _, y in self._pending)
-            p = (pos + 1) / (len(self._pending) + 2)
+            p = self._prior()
         else:
             p = _sigmoid_one(float(self._w[:-1] @ self._encoding.vector(x) + self._w[-1]))
         return {False: 1.0 - p, True: p}
+
+    def explain_one(self, x: dict[str, float]) -> Explanation:
+        """The score with its exact split of the logit: each feature's encoded terms × weights.
+
+        A number's share is its linear term plus its log term; a pooled (rare or unseen)
+        level's share is the pool's term in proportion to its value. Before the first
+        solve the logit is all intercept.
+        """
+        if self._encoding is None:
+            p = self._prior()
+            return Explanation(p, math.log(p / (1.0 - p)), math.log(p / (1.0 - p)), [])
+        encoding = self._encoding
+        v = encoding.vector(x)
+        w = self._w
+        pooled: dict[int, float] = {}
+        for name, value in x.items():
+            if name not in encoding.terms and "=" in name:
+                slot = encoding.rare.get(name.split("=", 1)[0], -1)
+                if slot >= 0:
+                    pooled[slot] = pooled.get(slot, 0.0) + value
+        raw: list[tuple[str, float, float]] = []
+        for name, value in x.items():
+            t = encoding.terms.get(name)
+            if t is not None:
+                share = float(w[t[0]] * v[t[0]])
+                if t[3] >= 0:
+                    share += float(w[t[3]] * v[t[3]])
+            elif "=" in name and (slot := encoding.rare.get(name.split("=", 1)[0], -1)) >= 0:
+                share = float(w[slot] * v[slot]) * (value / pooled[slot] if pooled[slot] else 0.0)
+            else:
+                continue  # a number the last solve never saw: no weight yet
+            raw.append((name, value, share))
+        intercept = float(w[-1])
+        logit = intercept + float(w[:-1] @ v)
+        return Explanation(_sigmoid_one(logit), logit, intercept, raw)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ async def test_backfill_publishes_models_the_running_learner_continues_from(
     prefix = f"bf-{run_id}"
     settings = Settings(
         redis={"url": redis_url, "key_prefix": prefix}, clickhouse={"chdb_path": tmp_path / "ch"},
-        models={"challengers": ["logistic:optimizer=sgd,learning_rate=0.01"]},
+        models={"challengers": ["logistic:optimizer=sgd,learning_rate=0.01", "newton"]},
         kafka={"partitions": 1}, pii_hash_key="backfill-test-key-0123456789",
     )  # fmt: skip
     client = aioredis.from_url(redis_url)
@@ -70,7 +70,7 @@ async def test_backfill_publishes_models_the_running_learner_continues_from(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSTREAM_")} | {
         "LEADSTREAM_REDIS__URL": redis_url, "LEADSTREAM_REDIS__KEY_PREFIX": prefix,
         "LEADSTREAM_CLICKHOUSE__CHDB_PATH": str(tmp_path / "cli-ch"),
-        "LEADSTREAM_MODELS__CHALLENGERS": '["logistic:optimizer=sgd,learning_rate=0.01"]',
+        "LEADSTREAM_MODELS__CHALLENGERS": '["logistic:optimizer=sgd,learning_rate=0.01", "newton"]',
         "LEADSTREAM_LOG_LEVEL": "warning",
     }  # fmt: skip
     done = subprocess.run(
@@ -81,17 +81,22 @@ async def test_backfill_publishes_models_the_running_learner_continues_from(
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["validation_rows"] == round(out["rows"] * 0.25) and out["revenues"] > 20
-    assert set(out["validation"]) == {"logistic", "logistic:optimizer=sgd,learning_rate=0.01"}
+    assert set(out["validation"]) == {"logistic", "logistic:optimizer=sgd,learning_rate=0.01", "newton"}
     assert out["validation"]["logistic"]["auc"] > 0.68
+    # The newton kind solves the history exactly instead of taking passes: at least as good.
+    assert out["validation"]["newton"]["auc"] > out["validation"]["logistic"]["auc"] - 0.01
     published = await ModelStore(client, prefix).load()
     assert published is not None and published.version == out["version"]
     assert published.origin == "backfill" and published.examples == out["rows"]
     assert published.revenue.n_learned == out["revenues"]
+    newton = published.candidates["newton"].model
+    assert newton.n_learned == out["rows"]  # the history solved, then the validation rows learned
     # The running learner adopts the backfilled models at its next snapshot and learns on.
     assert await learner.publish() is None
     assert learner.learning is not None and learner.learning.examples == out["rows"]
     await learner.learn(as_messages(examples(30, seed=10)))
     assert learner.learning.examples == out["rows"] + 30
+    assert learner.learning.candidates["newton"].model.n_learned == out["rows"] + 30
     await client.aclose()
     ch.close()  # one chDB directory per process at a time
     cli_ch = connect(settings.clickhouse.model_copy(update={"chdb_path": tmp_path / "cli-ch"}))
@@ -105,6 +110,7 @@ async def test_backfill_publishes_models_the_running_learner_continues_from(
     assert sorted((m, role, n) for m, role, n, _ in rows) == [
         ("logistic", "champion", out["validation_rows"]),
         ("logistic:optimizer=sgd,learning_rate=0.01", "challenger", out["validation_rows"]),
+        ("newton", "challenger", out["validation_rows"]),
     ]
 
 

@@ -30,6 +30,7 @@ def _examples(n: int, seed: int = 3) -> list[tuple[dict[str, float], bool]]:
 
 
 @pytest.mark.parametrize("spec", ["logistic", "logistic:optimizer=sgd,learning_rate=0.01",
+                                  "newton", "newton:c=0.3,window=1000",
                                   "hoeffding", "forest:n_models=3"])  # fmt: skip
 def test_every_kind_learns_and_its_contributions_add_up_to_its_logit(spec: str) -> None:
     model = build_model(spec)
@@ -44,7 +45,7 @@ def test_every_kind_learns_and_its_contributions_add_up_to_its_logit(spec: str) 
     assert total == pytest.approx(e.logit, abs=1e-9)
     assert e.proba == pytest.approx(model.predict_proba_one(hi)[True], abs=1e-12)
     # Linear models explain exactly; trees say their contributions are approximate.
-    assert e.exact == spec.startswith("logistic")
+    assert e.exact == spec.startswith(("logistic", "newton"))
     copy = pickle.loads(pickle.dumps(model))
     assert copy.predict_proba_one(hi) == model.predict_proba_one(hi)
 
@@ -67,6 +68,14 @@ def test_predict_learn_one_scores_before_learning() -> None:
         assert a.predict_learn_one(x, y) == pytest.approx(before, abs=1e-15)
         b.learn_one(x, y)
     assert a.weights == b.weights
+
+
+def test_newton_predict_learn_one_scores_before_learning_through_warm_up_and_solves() -> None:
+    model = build_model("newton:window=400,warm_up=100")
+    for x, y in _examples(1500):
+        before = model.predict_proba_one(x)[True]
+        assert model.predict_learn_one(x, y) == pytest.approx(before, abs=1e-15)
+    assert model.n_learned == 1500
 
 
 def test_a_tree_memory_cap_is_enforced_by_river() -> None:

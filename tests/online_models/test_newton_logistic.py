@@ -118,3 +118,90 @@ def test_at_most_a_thousand_levels_get_their_own_weight() -> None:
     assert "domain=d0" in encoding.terms
     pooled = encoding.vector({"domain=d1499": 1.0})
     assert pooled[encoding.rare["domain"]] == 1.0
+
+
+def test_the_stream_kind_solves_again_on_its_window_and_learns_what_came_later() -> None:
+    xs, ys = _rows(4000, 6)
+    rng = np.random.default_rng(6)
+    # From example 1,000 on, a new channel converts far more and a new number appears.
+    for i in range(1000, 4000):
+        if rng.random() < 0.2:
+            xs[i] = {**{k: v for k, v in xs[i].items() if "=" not in k}, "channel=partner": 1.0}
+            ys[i] = int(rng.random() < 0.8)
+        xs[i]["score"] = float(rng.normal())
+    model = NewtonLogistic(c=None, warm_up=200, window=1500)
+    solves = []
+    for x, y in zip(xs, ys, strict=True):
+        before = model._fit_rows
+        model.learn_one(x, y)
+        if model._since_fit == 0 and model._encoding is not None:
+            solves.append((model.n_learned, model._fit_rows, before))
+    # First solve after the warm-up, then each time as many new examples as the last
+    # solve saw, at most every `window` examples, on at most `window` of them.
+    assert [n for n, _, _ in solves] == [200, 400, 800, 1600, 3100]
+    assert [rows for _, rows, _ in solves] == [200, 400, 800, 1500, 1500]
+    assert model.n_learned == 4000
+    partner = model.predict_proba_one({"a": 0.0, "b": 0.0, "channel=partner": 1.0})[True]
+    ads = model.predict_proba_one({"a": 0.0, "b": 0.0, "channel=ads": 1.0})[True]
+    assert partner > ads + 0.3
+    assert "channel=partner" in model._encoding.terms and "score" in model._encoding.terms  # type: ignore[union-attr]
+
+
+def test_a_snapshot_leaves_the_window_behind_and_the_copy_goes_on_learning() -> None:
+    xs, ys = _rows(3000, 7)
+    model = NewtonLogistic(window=2000)
+    model.learn_many(xs[:2500], ys[:2500])
+    full = len(pickle.dumps(model._recent))
+    copy = pickle.loads(pickle.dumps(model))
+    assert len(pickle.dumps(model)) < full
+    assert len(copy._recent) == 0 and len(model._recent) == 2000
+    assert copy.predict_proba_one(xs[2600]) == model.predict_proba_one(xs[2600])
+    for x, y in zip(xs[2500:], ys[2500:], strict=True):
+        assert copy.predict_learn_one(x, y) == pytest.approx(model.predict_learn_one(x, y), abs=1e-12)
+
+
+def test_explanations_add_up_with_log_terms_pooled_levels_and_unseen_numbers() -> None:
+    rng = np.random.default_rng(8)
+    n = 2000
+    visits = rng.poisson(np.exp(rng.normal(1.0, 1.2, n)))
+    xs = [
+        {"visits": float(v), "other": float(rng.normal()), f"domain=d{int(rng.zipf(1.5)) % 300}": 1.0}
+        for v in visits
+    ]
+    ys = (rng.random(n) < 1 / (1 + np.exp(2.0 - np.log1p(visits)))).astype(int).tolist()
+    model = NewtonLogistic(log_skewed=True)
+    model.learn_many(xs, ys)
+    assert model._encoding is not None and model._encoding.logs
+    for x in [*xs[:50], {"visits": 400.0, "domain=never": 1.0, "brand_new": 3.0}]:
+        e = model.explain_one(x)
+        total = e.intercept + math.fsum(c.contribution for c in e.contributions)
+        assert total == pytest.approx(e.logit, abs=1e-9)
+        assert e.proba == pytest.approx(model.predict_proba_one(x)[True], abs=1e-12)
+        assert e.exact
+    named = {c.feature for c in model.explain_one({"visits": 3.0, "brand_new": 1.0}).contributions}
+    assert named == {"visits"}  # a number no solve has seen carries no weight yet
+
+
+def test_a_level_new_since_the_solve_gets_its_own_weight_once_common() -> None:
+    xs, ys = _rows(1500, 9)
+    model = NewtonLogistic(window=0, min_count=5)  # no solve after the history
+    model.learn_many(xs, ys)
+    size = model._encoding.size  # type: ignore[union-attr]
+    rng = np.random.default_rng(9)
+    webinar = []
+    for i in range(400):
+        x = {"a": float(rng.normal()), "b": float(rng.normal())}
+        x["channel=webinar" if i % 2 else "channel=ads"] = 1.0
+        y = bool(rng.random() < (0.9 if i % 2 else 0.2))
+        before = model.predict_proba_one(x)[True]
+        assert model.predict_learn_one(x, y) == pytest.approx(before, abs=1e-15)
+        if i % 2:
+            webinar.append(before)
+    assert model._encoding.size == size + 1  # type: ignore[union-attr]
+    assert "channel=webinar" in model._encoding.terms  # type: ignore[union-attr]
+    other = model.predict_proba_one({"a": 0.0, "b": 0.0, "channel=podcast": 1.0})[True]
+    new = model.predict_proba_one({"a": 0.0, "b": 0.0, "channel=webinar": 1.0})[True]
+    assert new > 0.75 > other  # learned on its own; the pool (still unseen levels) did not follow
+    assert np.mean(webinar[-50:]) > np.mean(webinar[:10]) + 0.2
+    e = model.explain_one({"a": 0.5, "channel=webinar": 1.0})
+    assert e.intercept + math.fsum(c.contribution for c in e.contributions) == pytest.approx(e.logit)
