@@ -113,10 +113,43 @@ def wide_mixed(seed: int, n: int = 7000, base_rate: float = 0.3) -> pd.DataFrame
     return frame
 
 
+def nonlinear(seed: int, n: int = 8000, base_rate: float = 0.1) -> pd.DataFrame:
+    """Numbers acting as real lead fields often do, not linearly.
+
+    Visits saturate, company size has a sweet spot, age a peak, days since the last
+    visit hold 999 for "never", a fit score matters only at its top; 16 weak linear
+    columns besides, missing values in two numbers, 10% positives.
+    """
+    rng = np.random.default_rng(seed)
+    weak = rng.normal(size=(n, 16))
+    logit = weak @ (rng.normal(0, 0.15, 16) * (rng.random(16) < 0.6))
+    visits = rng.poisson(np.exp(rng.normal(1.0, 1.0, n))).astype(float)  # saturating
+    logit += 1.2 * np.tanh(visits / 4)
+    employees = np.exp(rng.normal(4, 1.8, n))  # 50–5,000 employees is the sweet spot
+    logit += 0.8 * ((employees > 50) & (employees < 5000))
+    age = rng.uniform(18, 70, n)  # peak in mid career
+    logit += -0.002 * (age - 42) ** 2
+    days = rng.exponential(30, n)
+    never = rng.random(n) < 0.35  # 999 = never visited
+    logit += np.where(never, -0.6, -0.02 * np.minimum(days, 90))
+    days = np.where(never, 999.0, days)
+    score = rng.normal(size=n)  # only the top matters
+    logit += 1.0 * np.maximum(score - 1.0, 0)
+    f = pd.DataFrame(weak, columns=[f"w{i}" for i in range(16)])
+    f["visits"], f["employees"], f["age"] = visits, employees, age
+    f["days_since_visit"], f["fit_score"] = days, score
+    for c in ("employees", "age"):
+        f.loc[rng.random(n) < 0.1, c] = np.nan
+    f["converted"] = _label(logit, base_rate, rng)
+    f["created_at"] = _time(n, rng)
+    return f
+
+
 DATASETS: dict[str, tuple[Callable[[int], pd.DataFrame], str, str, tuple[str, ...]]] = {
     "numeric_wide": (numeric_wide, "converted", "created_at", ("lead_id",)),
     "mixed_categorical": (mixed, "label", "ts", ()),
     "wide_mixed": (wide_mixed, "won", "created", ()),
+    "nonlinear": (nonlinear, "converted", "created_at", ()),
 }
 
 

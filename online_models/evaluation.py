@@ -342,7 +342,7 @@ def evaluate(
         scorer: Scorer = chosen
 
         def fresh() -> NewtonLogistic:
-            return NewtonLogistic(c=chosen.c, log_skewed=chosen.log_skewed)
+            return NewtonLogistic(c=chosen.c, log_skewed=chosen.log_skewed, knots=chosen.knots)
 
         def fit(
             m: NewtonLogistic, xs_: Sequence[dict[str, float]], ys_: Sequence[int], _: int

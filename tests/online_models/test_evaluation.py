@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
-from cli._bench_evaluate import mixed, numeric_wide, sklearn_baseline, wide_mixed
+from cli._bench_evaluate import mixed, nonlinear, numeric_wide, sklearn_baseline, wide_mixed
 from online_models.evaluation import Metrics, auc, evaluate, infer_schema, labels
 
 
@@ -53,6 +53,7 @@ def test_reaches_the_batch_baseline_on_every_shape() -> None:
         (numeric_wide(1, n=4000), "converted", "created_at", ("lead_id",)),
         (mixed(1, n=4000), "label", "ts", ()),
         (wide_mixed(1, n=4000), "won", "created", ()),
+        (nonlinear(1, n=4000), "converted", "created_at", ()),
     ):
         ours = evaluate(frame, label, ts, ids)
         base = sklearn_baseline(frame, label, ts, ids, 0.5)
