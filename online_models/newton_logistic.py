@@ -132,7 +132,6 @@ class _Encoding:
             n += 1
         self.size = n
         self.logs = any(t[3] >= 0 for t in self.terms.values())
-        self.knots = knots
 
     def add_level(self, name: str) -> int | None:
         """Give an indicator its own slot, at the end; None when _MAX_LEVELS are taken."""
@@ -227,9 +226,9 @@ class NewtonLogistic(base.Classifier):
     c
         Inverse regularisation strength, as scikit-learn's ``C``: the penalty is
         ``‖w‖² / 2c`` against the log loss summed over examples. ``None``: chosen,
-        with ``log_skewed`` and ``knots``, by :func:`select` (blocked cross-validation) at each
-        :meth:`learn_many` and at each solve of the stream until one has a full
-        ``window`` of examples; later solves keep it.
+        with ``log_skewed`` and ``knots``, by :func:`select` (blocked cross-validation)
+        at each :meth:`learn_many` and at each solve of the stream until one has a
+        full ``window`` of examples; later solves keep it.
     log_skewed
         Also give each non-negative, right-skewed number a standardised ``log1p`` term.
     knots
@@ -284,7 +283,9 @@ class NewtonLogistic(base.Classifier):
         if c is not None and c <= 0:
             raise ValueError(f"c must be positive, got {c}")
         if warm_up < 2 or window < 0:
-            raise ValueError(f"warm_up must be at least 2 and window at least 0, got {warm_up}, {window}")
+            raise ValueError(
+                f"warm_up must be at least 2 and window at least 0, got {warm_up} and {window}"
+            )
         self.c = c
         self.log_skewed = log_skewed
         self.min_count = min_count
@@ -430,8 +431,8 @@ class NewtonLogistic(base.Classifier):
     def explain_one(self, x: dict[str, float]) -> Explanation:
         """The score with its exact split of the logit: each feature's encoded terms × weights.
 
-        A number's share is its linear term plus its log term; a pooled (rare or unseen)
-        level's share is the pool's term in proportion to its value. Before the first
+        A number's share is its linear term plus its log and hinge terms; a pooled (rare
+        or unseen) level's share is the pool's term in proportion to its value. Before the first
         solve the logit is all intercept.
         """
         if self._encoding is None:
