@@ -145,11 +145,20 @@ def nonlinear(seed: int, n: int = 8000, base_rate: float = 0.1) -> pd.DataFrame:
     return f
 
 
+def rare_positives(seed: int) -> pd.DataFrame:
+    """The smallest, most imbalanced tables expected: 5,000 rows of the mixed shape, 5% positives.
+
+    About 125 positives in the history and 25 in the holdout's top decile.
+    """
+    return mixed(seed, n=5000, base_rate=0.05)
+
+
 DATASETS: dict[str, tuple[Callable[[int], pd.DataFrame], str, str, tuple[str, ...]]] = {
     "numeric_wide": (numeric_wide, "converted", "created_at", ("lead_id",)),
     "mixed_categorical": (mixed, "label", "ts", ()),
     "wide_mixed": (wide_mixed, "won", "created", ()),
     "nonlinear": (nonlinear, "converted", "created_at", ()),
+    "rare_positives": (rare_positives, "label", "ts", ()),
 }
 
 
