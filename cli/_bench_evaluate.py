@@ -172,10 +172,10 @@ def sklearn_baseline(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from online_models.evaluation import history_size, infer_schema, labels
+    from online_models.evaluation import history_size, infer_schema, labels, time_ordered
 
     schema = infer_schema(frame, label, time_col, ids)
-    frame = frame.sort_values(time_col, kind="stable").reset_index(drop=True)
+    frame = time_ordered(frame, time_col)
     y = np.array(labels(frame[label].tolist(), label))
     split = history_size(len(frame), holdout)
     features = frame[list(schema.numeric) + list(schema.categorical)].copy()

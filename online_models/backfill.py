@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from online_models.bundle import ModelBundle
-from online_models.evaluation import backfill, history_size, labels
+from online_models.evaluation import backfill, history_size, labels, time_ordered
 from online_models.features import lead_features
 from online_models.prequential import ClassificationMetrics
 
@@ -86,7 +86,7 @@ def train(
             raise ValueError(
                 f"column {col!r} is not in the data; columns are: {', '.join(map(str, frame.columns))}"
             )
-    frame = frame.sort_values(time_col, kind="stable").reset_index(drop=True)
+    frame = time_ordered(frame, time_col)
     ys = labels(frame[label].tolist(), label)
     amounts = frame[revenue].tolist() if revenue else [None] * len(frame)
     xs = lead_rows(frame.drop(columns=[c for c in (label, time_col, revenue) if c]))

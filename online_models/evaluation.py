@@ -68,6 +68,37 @@ def infer_schema(
     return TableSchema(label, time_col, tuple(ids), tuple(numeric), tuple(categorical))
 
 
+def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
+    """The rows in time order (stable), the time column read as numbers or as dates.
+
+    Numbers (epoch seconds, sequence numbers) and datetime columns order as they are;
+    text is parsed as dates, so ``12/01/2023`` comes before ``01/05/2024``. A value
+    that is not a date, or a missing time, is an error naming the fix.
+
+    >>> f = pd.DataFrame({"t": ["01/05/2024", "12/01/2023", "2023-06-30T08:00"], "v": [1, 2, 3]})
+    >>> time_ordered(f, "t")["v"].tolist()
+    [3, 2, 1]
+    """
+    values = frame[time_col]
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        key = values
+    else:
+        key = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        bad = key.isna() & values.notna()
+        if bad.any():
+            raise ValueError(
+                f"time column {time_col!r}: {int(bad.sum())} values are not dates or times "
+                f"(the first is {values[bad].iloc[0]!r}); use ISO 8601 or epoch seconds"
+            )
+    if key.isna().any():
+        raise ValueError(
+            f"time column {time_col!r} is empty on {int(key.isna().sum())} rows: "
+            "fill or drop those rows"
+        )
+    order = key.reset_index(drop=True).sort_values(kind="stable").index
+    return frame.iloc[order].reset_index(drop=True)
+
+
 def labels(values: Iterable[Any], column: str) -> list[int]:
     """0/1 labels from numbers (non-zero is 1) or words (yes/no, true/false, converted…).
 
@@ -318,16 +349,16 @@ def evaluate(
         column removed and with its values shuffled across rows.
     model
         ``newton`` (default): a :class:`~online_models.newton_logistic.NewtonLogistic`
-        (the stream's ``newton`` kind) solved exactly on the history, its regularisation and log terms chosen by
-        blocked cross-validation on the history alone, then updated by online Newton
-        steps. ``sgd``: the stream's default :class:`LeadScorer`, backfilled by ``passes``
+        (the stream's ``newton`` kind) solved exactly on the history, its regularisation
+        and encoding chosen by blocked cross-validation on the history alone, then
+        updated by online Newton steps. ``sgd``: the stream's default :class:`LeadScorer`, backfilled by ``passes``
         SGD passes (``learning_rate``, ``l2``).
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     started = time.perf_counter()
     schema = infer_schema(frame, label, time_col, ids)
-    frame = frame.sort_values(time_col, kind="stable").reset_index(drop=True)
+    frame = time_ordered(frame, time_col)
     ys = labels(frame[label].tolist(), label)
     xs = rows_to_features(frame, schema)
     split = history_size(len(frame), holdout)

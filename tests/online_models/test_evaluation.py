@@ -193,3 +193,43 @@ def test_sensitivity_ranks_the_informative_columns_first() -> None:
     by = {e["column"]: e for e in result.sensitivity}
     assert by["strong"]["auc_loss_without"] > 0.1 and by["channel"]["auc_loss_shuffled"] > 0.02
     assert abs(by["noise"]["auc_loss_shuffled"]) < 0.01
+
+
+def _cli_evaluate(path: Path, time_col: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "evaluate", str(path), "--label", "label",
+         "--time", time_col, "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_text_dates_are_ordered_as_dates_and_a_bad_time_names_the_fix(tmp_path: Path) -> None:
+    # Two years of month-first dates: as text, "12/01/2023" sorts after "01/05/2024".
+    frame = mixed(4, n=1500)
+    frame["ts"] = pd.date_range("2023-03-01", periods=len(frame), freq="8h")
+    frame["us"] = frame["ts"].dt.strftime("%m/%d/%Y %H:%M")
+    frame["epoch"] = frame["ts"].astype("int64") // 10**9
+    shuffled = frame.drop(columns=["ts"]).sample(frac=1, random_state=0)
+    as_text = shuffled.drop(columns=["epoch"])
+    as_text.to_csv(tmp_path / "us.csv", index=False)
+    shuffled.drop(columns=["us"]).to_csv(tmp_path / "epoch.csv", index=False)
+    by_text = _cli_evaluate(tmp_path / "us.csv", "us")
+    by_epoch = _cli_evaluate(tmp_path / "epoch.csv", "epoch")
+    assert by_text.returncode == 0 and by_epoch.returncode == 0, by_text.stderr + by_epoch.stderr
+    first, second = json.loads(by_text.stdout), json.loads(by_epoch.stdout)
+    assert {k: v for k, v in first.items() if k != "seconds"} == {
+        k: v for k, v in second.items() if k != "seconds"
+    }
+    lexical = evaluate(as_text.sort_values("us").rename(columns={"us": "order"}).assign(
+        order=range(len(as_text))), "label", "order")  # fmt: skip
+    assert lexical.metrics.auc != first["auc"]  # text order would have been another split
+    broken = as_text.copy()
+    broken.iloc[7, broken.columns.get_loc("us")] = "next tuesday"
+    broken.to_csv(tmp_path / "bad.csv", index=False)
+    out = _cli_evaluate(tmp_path / "bad.csv", "us")
+    assert out.returncode == 2 and "1 values are not dates or times" in out.stderr
+    assert "'next tuesday'" in out.stderr and "ISO 8601" in out.stderr
+    broken.iloc[7, broken.columns.get_loc("us")] = None
+    broken.to_csv(tmp_path / "missing.csv", index=False)
+    out = _cli_evaluate(tmp_path / "missing.csv", "us")
+    assert out.returncode == 2 and "is empty on 1 rows" in out.stderr
