@@ -33,6 +33,13 @@ def evaluate(
     sensitivity: Annotated[
         bool, typer.Option(help="also how AUC moves with each column removed or shuffled")
     ] = False,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=COL,COL: also remove or shuffle these columns together (repeatable; "
+            "implies --sensitivity)"
+        ),
+    ] = None,
     model: Annotated[
         str,
         typer.Option(
@@ -52,13 +59,22 @@ def evaluate(
 
     if not data.is_file():
         raise typer.BadParameter(f"{data} does not exist", param_hint="DATA")
+    groups: dict[str, list[str]] = {}
+    for spec in group or ():
+        name, eq, columns = spec.partition("=")
+        if not eq or not name.strip() or not columns.strip():
+            raise typer.BadParameter(
+                f"{spec!r} is not NAME=COL,COL (e.g. engagement=email_opens,email_clicks)",
+                param_hint="--group",
+            )
+        groups[name.strip()] = [c.strip() for c in columns.split(",") if c.strip()]
     frame = (
         pd.read_parquet(data) if data.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(data)
     )
     try:
         result = run(
             frame, label, time, id_columns or (), holdout, passes, threshold, folds, sensitivity,
-            model=model,
+            model=model, groups=groups,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -74,11 +90,13 @@ def evaluate(
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
     if effects:
-        t = Table(title="sensitivity: AUC loss per column")
+        t = Table(title="sensitivity: AUC loss per column or group")
         for col in ("column", "removed", "shuffled"):
             t.add_column(col, justify="left" if col == "column" else "right")
         for e in effects:
             t.add_row(
-                e["column"], f"{e['auc_loss_without']:+.4f}", f"{e['auc_loss_shuffled']:+.4f}"
+                f"{e['column']} ({', '.join(e['columns'])})" if "columns" in e else e["column"],
+                f"{e['auc_loss_without']:+.4f}",
+                f"{e['auc_loss_shuffled']:+.4f}",
             )
         Console().print(t)

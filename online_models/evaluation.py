@@ -330,6 +330,7 @@ def evaluate(
     l2: float = 1e-3,
     seed: int = 0,
     model: str = "newton",
+    groups: dict[str, Sequence[str]] | None = None,
 ) -> EvaluationResult:
     """Backfill on the history part, then test-then-train on the rest.
 
@@ -347,6 +348,9 @@ def evaluate(
     sensitivity
         Also, per source column, the holdout AUC of the backfilled model with the
         column removed and with its values shuffled across rows.
+    groups
+        Named groups of columns (implies ``sensitivity``): each group is also removed,
+        and shuffled as a block, at once.
     model
         ``newton`` (default): a :class:`~online_models.newton_logistic.NewtonLogistic`
         (the stream's ``newton`` kind) solved exactly on the history, its regularisation
@@ -358,6 +362,8 @@ def evaluate(
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     started = time.perf_counter()
     schema = infer_schema(frame, label, time_col, ids)
+    groups = _checked_groups(groups or {}, schema)
+    sensitivity = sensitivity or bool(groups)
     frame = time_ordered(frame, time_col)
     ys = labels(frame[label].tolist(), label)
     xs = rows_to_features(frame, schema)
@@ -396,7 +402,9 @@ def evaluate(
         scorer = fresh_sgd()
         backfill(scorer, xs[:split], ys[:split], passes, seed)
     effects = (
-        column_sensitivity(scorer, xs[split:], ys[split:], schema, seed) if sensitivity else None
+        column_sensitivity(scorer, xs[split:], ys[split:], schema, seed, groups)
+        if sensitivity
+        else None
     )
     if threshold is None:
         in_sample = [scorer.predict_proba_one(x)[True] for x in xs[:split]]
@@ -416,30 +424,56 @@ def _column(feature: str) -> str:
     return feature.split("=", 1)[0].removesuffix("__missing")
 
 
+def _checked_groups(
+    groups: dict[str, Sequence[str]], schema: TableSchema
+) -> dict[str, tuple[str, ...]]:
+    features = {*schema.numeric, *schema.categorical}
+    out = {}
+    for name, columns in groups.items():
+        unknown = [c for c in columns if c not in features]
+        if unknown or not columns:
+            raise ValueError(
+                f"group {name!r}: {', '.join(map(repr, unknown)) or 'no columns'} "
+                f"{'is not a feature column' if len(unknown) == 1 else 'are not feature columns'}; "
+                f"feature columns are: {', '.join(sorted(features))}"
+            )
+        out[name] = tuple(columns)
+    return out
+
+
 def column_sensitivity(
     model: Scorer,
     xs: Sequence[dict[str, float]],
     ys: Sequence[int],
     schema: TableSchema,
     seed: int,
+    groups: dict[str, tuple[str, ...]] | None = None,
 ) -> list[dict[str, Any]]:
-    """How the (frozen) model's AUC moves when each column is removed or shuffled.
+    """How the (frozen) model's AUC moves when each column, or group, is removed or shuffled.
 
     Removing a column drops its features, so it contributes nothing; shuffling gives
-    each row another row's values of that column. Sorted by the larger AUC loss.
+    each row another row's values of that column. A group of columns is removed at
+    once, and shuffled as a block (a row gets all of one other row's values, so the
+    columns keep their relation to each other and lose only that to the label). Rows
+    for groups carry their ``columns``. Sorted by the larger AUC loss.
     """
     base = auc(ys, [model.predict_proba_one(x)[True] for x in xs])
     rng = random.Random(seed)  # noqa: S311 - shuffling, not security
     out = []
-    for column in (*schema.numeric, *schema.categorical):
-        removed = [{k: v for k, v in x.items() if _column(k) != column} for x in xs]
-        parts = [{k: v for k, v in x.items() if _column(k) == column} for x in xs]
+    units: list[tuple[str, frozenset[str], bool]] = [
+        (c, frozenset([c]), False) for c in (*schema.numeric, *schema.categorical)
+    ]
+    units += [(name, frozenset(cols), True) for name, cols in (groups or {}).items()]
+    for name, columns, is_group in units:
+        removed = [{k: v for k, v in x.items() if _column(k) not in columns} for x in xs]
+        parts = [{k: v for k, v in x.items() if _column(k) in columns} for x in xs]
         rng.shuffle(parts)
         shuffled = [{**r, **p} for r, p in zip(removed, parts, strict=True)]
         auc_removed = auc(ys, [model.predict_proba_one(x)[True] for x in removed])
         auc_shuffled = auc(ys, [model.predict_proba_one(x)[True] for x in shuffled])
         out.append({
-            "column": column,
+            "column": name,
+            **({"columns": sorted(columns)} if is_group else {}),
             "auc_without": round(auc_removed, 4),
             "auc_shuffled": round(auc_shuffled, 4),
             "auc_loss_without": round(base - auc_removed, 4),

@@ -233,3 +233,37 @@ def test_text_dates_are_ordered_as_dates_and_a_bad_time_names_the_fix(tmp_path: 
     broken.to_csv(tmp_path / "missing.csv", index=False)
     out = _cli_evaluate(tmp_path / "missing.csv", "us")
     assert out.returncode == 2 and "is empty on 1 rows" in out.stderr
+
+
+def test_a_group_of_columns_is_removed_and_shuffled_together(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    n = 3000
+    signal = rng.normal(size=n)
+    frame = pd.DataFrame({
+        # Two noisy copies of one signal: the model leans on both.
+        "opens": signal + rng.normal(0, 0.5, n), "clicks": signal + rng.normal(0, 0.5, n),
+        "noise": rng.normal(size=n), "t": np.arange(n),
+    })  # fmt: skip
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp(-2.0 * signal))).astype(int)
+    result = evaluate(frame, "label", "t", groups={"email": ["opens", "clicks"]})
+    assert result.sensitivity is not None  # groups imply sensitivity
+    by = {e["column"]: e for e in result.sensitivity}
+    assert by["email"]["columns"] == ["clicks", "opens"] and "columns" not in by["opens"]
+    alone = max(by["opens"]["auc_loss_without"], by["clicks"]["auc_loss_without"])
+    assert by["email"]["auc_loss_without"] > alone + 0.1
+    assert by["email"]["auc_without"] == pytest.approx(0.5, abs=0.03)  # nothing left to rank by
+    assert by["email"]["auc_loss_shuffled"] > alone
+    assert next(iter(by)) == "email"
+    with pytest.raises(ValueError, match="group 'x': 'nope' is not a feature column"):
+        evaluate(frame, "label", "t", groups={"x": ["opens", "nope"]})
+    path = tmp_path / "leads.csv"
+    frame.to_csv(path, index=False)
+    cli = [sys.executable, "-m", "cli.main", "evaluate", str(path), "--label", "label",
+           "--time", "t", "--json"]  # fmt: skip
+    out = subprocess.run([*cli, "--group", "email=opens, clicks"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["sensitivity"]
+    assert {r["column"] for r in rows} == {"opens", "clicks", "noise", "email"}
+    bad = subprocess.run([*cli, "--group", "email"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "is not NAME=COL,COL" in bad.stderr
