@@ -14,7 +14,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -330,7 +330,7 @@ def evaluate(
     l2: float = 1e-3,
     seed: int = 0,
     model: str = "newton",
-    groups: dict[str, Sequence[str]] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> EvaluationResult:
     """Backfill on the history part, then test-then-train on the rest.
 
@@ -362,8 +362,8 @@ def evaluate(
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     started = time.perf_counter()
     schema = infer_schema(frame, label, time_col, ids)
-    groups = _checked_groups(groups or {}, schema)
-    sensitivity = sensitivity or bool(groups)
+    checked = _checked_groups(groups or {}, schema)
+    sensitivity = sensitivity or bool(checked)
     frame = time_ordered(frame, time_col)
     ys = labels(frame[label].tolist(), label)
     xs = rows_to_features(frame, schema)
@@ -402,7 +402,7 @@ def evaluate(
         scorer = fresh_sgd()
         backfill(scorer, xs[:split], ys[:split], passes, seed)
     effects = (
-        column_sensitivity(scorer, xs[split:], ys[split:], schema, seed, groups)
+        column_sensitivity(scorer, xs[split:], ys[split:], schema, seed, checked)
         if sensitivity
         else None
     )
@@ -425,7 +425,7 @@ def _column(feature: str) -> str:
 
 
 def _checked_groups(
-    groups: dict[str, Sequence[str]], schema: TableSchema
+    groups: Mapping[str, Sequence[str]], schema: TableSchema
 ) -> dict[str, tuple[str, ...]]:
     features = {*schema.numeric, *schema.categorical}
     out = {}
