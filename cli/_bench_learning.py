@@ -47,9 +47,13 @@ class _Collect:
 
 
 async def replay(
-    settings: Settings, cfg: synthetic.GeneratorConfig, batch: int = 200
+    settings: Settings, cfg: synthetic.GeneratorConfig, batch: int = 200, time_learner: bool = True
 ) -> dict[str, Any]:
-    """Run the stream; returns scores, labels and truths per lead plus learner timings."""
+    """Run the stream; returns scores, labels and truths per lead plus learner timings.
+
+    With ``time_learner``, the labelled examples are also learned again by a fresh
+    learner in the agent's batches, for its speed (``batch_seconds``; else 0).
+    """
     truths: dict[str, synthetic.LeadTruth] = {}
     events = list(synthetic.generate(cfg, truth=lambda t: truths.__setitem__(t.lead_id, t)))
     client = aioredis.from_url(settings.redis.url)
@@ -58,10 +62,17 @@ async def replay(
     sent = _Collect()
     pipeline = build_pipeline(settings, client, ch, sent)
     examples: list[dict[str, Any]] = []
+    # The batch (its first event's index) in which each lead arrived, and in which each
+    # example was learned: when, in event time, a score was given and a label known.
+    arrived: dict[str, int] = {}
+    learned_at: list[int] = []
     learn_seconds = 0.0
     offset = 0
     for i in range(0, len(events), batch):
         chunk = events[i : i + batch]
+        for e in chunk:
+            if e.kind == "lead" and isinstance(e.value, dict):
+                arrived.setdefault(str(e.value.get("lead_id")), i)
         for kind in ("spend", "touchpoint", "lead", "conversion"):
             msgs = [
                 Message(0, offset + n, e.key.encode(), orjson.dumps(e.value), 0.0)
@@ -77,29 +88,35 @@ async def replay(
             t = time.perf_counter()
             await pipeline.learn([Message(0, n, None, v, 0.0) for n, v in enumerate(produced)])
             learn_seconds += time.perf_counter() - t
-            decoded = (orjson.loads(v) for v in produced)
-            examples.extend(e for e in decoded if e.get("kind") != "revenue")
+            decoded = [orjson.loads(v) for v in produced]
+            labelled = [e for e in decoded if e.get("kind") != "revenue"]
+            examples.extend(labelled)
+            learned_at.extend([i] * len(labelled))
             await pipeline.publish()
             await pipeline.refresh_model()
         sent.by_topic.clear()
-    # The learner as the agent runs it: batches of up to `batch_size`, a fresh model.
-    learner = build_pipeline(
-        settings, client, ch, sent, key_prefix=f"{settings.redis.key_prefix}-re"
-    )
-    encoded = [orjson.dumps(e) for e in examples]
-    size = settings.kafka.batch_size
-    t = time.perf_counter()
-    for i in range(0, len(encoded), size):
-        await learner.learn(
-            [Message(0, i + n, None, v, 0.0) for n, v in enumerate(encoded[i : i + size])]
+    batch_seconds = 0.0
+    if time_learner:
+        # The learner as the agent runs it: batches of up to `batch_size`, a fresh model.
+        learner = build_pipeline(
+            settings, client, ch, sent, key_prefix=f"{settings.redis.key_prefix}-re"
         )
-    batch_seconds = time.perf_counter() - t
+        encoded = [orjson.dumps(e) for e in examples]
+        size = settings.kafka.batch_size
+        t = time.perf_counter()
+        for i in range(0, len(encoded), size):
+            await learner.learn(
+                [Message(0, i + n, None, v, 0.0) for n, v in enumerate(encoded[i : i + size])]
+            )
+        batch_seconds = time.perf_counter() - t
     await client.aclose()
     ch.close()
     return {
         "bundle": pipeline.learning,
         "examples": examples,
         "truths": truths,
+        "arrived": arrived,
+        "learned_at": learned_at,
         "learn_seconds": learn_seconds,
         "batch_seconds": batch_seconds,
     }
