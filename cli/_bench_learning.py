@@ -61,7 +61,8 @@ async def replay(
     migrate(ch, settings.clickhouse.database)
     sent = _Collect()
     pipeline = build_pipeline(settings, client, ch, sent)
-    examples: list[dict[str, Any]] = []
+    examples: list[dict[str, Any]] = []  # outcomes: the examples with a real label
+    relearn: list[bytes] = []  # what the learner got (outcomes and provisional negatives)
     # The batch (its first event's index) in which each lead arrived, and in which each
     # example was learned: when, in event time, a score was given and a label known.
     arrived: dict[str, int] = {}
@@ -89,7 +90,8 @@ async def replay(
             await pipeline.learn([Message(0, n, None, v, 0.0) for n, v in enumerate(produced)])
             learn_seconds += time.perf_counter() - t
             decoded = [orjson.loads(v) for v in produced]
-            labelled = [e for e in decoded if e.get("kind") != "revenue"]
+            relearn += [v for v, e in zip(produced, decoded, strict=True) if e.get("kind") != "revenue"]
+            labelled = [e for e in decoded if e.get("kind") not in ("revenue", "provisional")]
             examples.extend(labelled)
             learned_at.extend([i] * len(labelled))
             await pipeline.publish()
@@ -101,7 +103,7 @@ async def replay(
         learner = build_pipeline(
             settings, client, ch, sent, key_prefix=f"{settings.redis.key_prefix}-re"
         )
-        encoded = [orjson.dumps(e) for e in examples]
+        encoded = relearn
         size = settings.kafka.batch_size
         t = time.perf_counter()
         for i in range(0, len(encoded), size):

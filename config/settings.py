@@ -196,6 +196,12 @@ class ModelSettings(_Section):
         gt=0,
         description="a lead without the target stage this many days after creation is a negative",
     )
+    label_policy: Literal["horizon", "fake_negative"] = Field(
+        "horizon",
+        description="when the learner first sees a lead: with its outcome (`horizon`), or as a"
+        " negative as soon as it is scored, a conversion then learned as a positive"
+        " (`fake_negative`; the published score is then q / (1 - q) of the model's q)",
+    )
     band_a: float = Field(0.5, gt=0, lt=1, description="score at or above: band A")
     band_b: float = Field(0.25, gt=0, lt=1, description="score at or above: band B")
     band_c: float = Field(0.1, gt=0, lt=1, description="score at or above: band C (below: D)")

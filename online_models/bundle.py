@@ -124,9 +124,13 @@ class ModelBundle:
     # -- learning -------------------------------------------------------------------
 
     def learn_one(
-        self, x: dict[str, float], y: bool, published_score: float
+        self, x: dict[str, float], y: bool, published_score: float, fake_negatives: bool = False
     ) -> tuple[list[Comparison], DriftEvent | None]:
         """Test-then-train every candidate on one labelled example.
+
+        With ``fake_negatives`` every lead was already learned as a negative when it was
+        scored (:meth:`learn_provisional`): a positive is learned again as a positive, a
+        negative is only scored, and scores are read through :func:`from_fake_negatives`.
 
         Returns the comparisons that led to a promotion (at most one) and a drift, if
         one was detected at this example.
@@ -136,7 +140,12 @@ class ModelBundle:
         self.positives += y
         p_champion = 0.0
         for c in self.candidates.values():
-            p = c.model.predict_learn_one(x, y)
+            if not fake_negatives:
+                p = c.model.predict_learn_one(x, y)
+            elif y:
+                p = from_fake_negatives(c.model.predict_learn_one(x, True))
+            else:
+                p = from_fake_negatives(c.model.predict_proba_one(x)[True])
             c.metrics.update(y, p)
             if c.name == self.champion:
                 p_champion = p
@@ -148,6 +157,11 @@ class ModelBundle:
                 self.promote(best.challenger, "learner", best.evidence())
                 promoted.append(best)
         return promoted, drifted
+
+    def learn_provisional(self, x: dict[str, float]) -> None:
+        """Every candidate learns a just-scored lead as a negative (``fake_negative`` policy)."""
+        for c in self.candidates.values():
+            c.model.learn_one(x, False)
 
     def learn_revenue(self, x: dict[str, float] | None, revenue: float) -> None:
         """Test-then-train the revenue model on one won deal (``x`` None: features unknown)."""
@@ -247,6 +261,23 @@ class ModelBundle:
                 "logloss": r["logloss"], "brier": r["brier"],
             })  # fmt: skip
         return out
+
+
+#: The highest probability :func:`from_fake_negatives` gives.
+_P_MAX = 1.0 - 1e-6
+
+
+def from_fake_negatives(q: float) -> float:
+    """The conversion probability ``p`` from what a model learned with fake negatives.
+
+    Every lead is learned as a negative when it is scored and a converted one once more
+    as a positive, so a model of those examples learns ``q = p / (1 + p)``; ``p = q / (1 -
+    q)``, capped below 1. Monotone, so it ranks leads as ``q`` does.
+
+    >>> from_fake_negatives(0.2), from_fake_negatives(1 / 3), from_fake_negatives(0.9)
+    (0.25, 0.5, 0.999999)
+    """
+    return min(q / (1.0 - q), _P_MAX) if q < 1.0 else _P_MAX
 
 
 def defaults_for(m: Any) -> Defaults:

@@ -92,7 +92,9 @@ class Metrics:
                 buckets=BATCH_BUCKETS, namespace=namespace, registry=registry),
             model_version=Gauge("model_version", "Version of the model this worker scores with", namespace=namespace, registry=registry),
             training_examples=Counter(
-                "training_examples", "Labelled examples produced by the label join, by label",
+                "training_examples",
+                "Examples produced by the label join, by label (0, 1, or provisional: a negative"
+                " until it converts, with the fake_negative policy)",
                 ["label"], namespace=namespace, registry=registry),
             labels_unmatched=Counter(
                 "labels_unmatched",

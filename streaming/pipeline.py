@@ -31,6 +31,7 @@ from online_models.bundle import (
     apply_command,
     bundle_for,
     defaults_for,
+    from_fake_negatives,
     policy_for,
     value_band,
 )
@@ -121,6 +122,7 @@ class Pipeline:
         self._learned_since_publish = 0
         self._promotions: list[dict[str, Any]] = []  # applied, not yet in ClickHouse
         self._horizon_s = settings.models.horizon_days * 86400.0
+        self._fake_negatives = settings.models.label_policy == "fake_negative"
         self.monitor = AnomalyMonitor.for_worker(
             settings, state.client, state.prefix, metrics, send, sinks.get("anomalies"), clock
         )
@@ -245,6 +247,8 @@ class Pipeline:
             score, explained, reasons = scored_fields(
                 model.scorer, x, lead, cfg.top_reasons, cfg.explain
             )
+            if self._fake_negatives:
+                score = from_fake_negatives(score)
             record = {
                 "event_id": a.event_id,
                 "lead_id": a.key,
@@ -275,6 +279,11 @@ class Pipeline:
                 self.metrics.scoring_latency.observe(max(0.0, wall - msg.timestamp))
         # Snapshots before the score is visible: a conversion can then always find them.
         await self.state.save_snapshots(snapshots)
+        if self._fake_negatives:  # every scored lead is a negative until it converts
+            sends += [
+                await self._emit_example(lead_id, snapshot, 0, now, None, "provisional")
+                for lead_id, _, snapshot in snapshots
+            ]
         await write_with_retry(self.sinks["scored_leads"], rows, self.metrics)
         self.metrics.leads_scored.inc(len(rows))
         return sends, snapshots
@@ -370,9 +379,11 @@ class Pipeline:
         label: int,
         now: datetime,
         revenue: float | None,
+        kind: str | None = None,
     ) -> Awaitable[Any]:
-        self.metrics.training_examples.labels(label=str(label)).inc()
+        self.metrics.training_examples.labels(label=kind or str(label)).inc()
         example = {
+            **({"kind": kind} if kind else {}),
             "lead_id": lead_id,
             "label": label,
             "features": snapshot["features"],
@@ -428,7 +439,15 @@ class Pipeline:
             if is_first:
                 bundle.learn_revenue(example.get("features"), example["revenue"])
                 self._learned_since_publish += 1
-        examples = [e for e in decoded if e.get("kind") != "revenue"]
+        provisional = [e for e in decoded if e.get("kind") == "provisional"]
+        first_provisional = await self.state.first_learning(
+            [f"provisional:{e['lead_id']}" for e in provisional]
+        )
+        for example, is_first in zip(provisional, first_provisional, strict=True):
+            if is_first:  # learned as a negative now; its outcome is only scored later
+                bundle.learn_provisional(example["features"])
+                self._learned_since_publish += 1
+        examples = [e for e in decoded if e.get("kind") not in ("revenue", "provisional")]
         first = await self.state.first_learning([e["lead_id"] for e in examples])
         rows: list[Row] = []
         drifts: list[Row] = []
@@ -437,7 +456,9 @@ class Pipeline:
             if not is_first:
                 continue
             label = bool(example["label"])
-            promoted, drift = bundle.learn_one(example["features"], label, example["score"])
+            promoted, drift = bundle.learn_one(
+                example["features"], label, example["score"], self._fake_negatives
+            )
             if promoted:
                 self._promoted(bundle.history[-1])
             if drift is not None:

@@ -218,3 +218,52 @@ async def test_won_revenue_reaches_the_expected_value_once(setup: Any) -> None:
     await pipeline.handle_raw("lead", [msg(lead("t", 40))])
     scored = sent.on(pipeline.topics.scored)[-1]
     assert scored["expected_value"] == pytest.approx(scored["score"] * 6000.0, abs=0.01)
+
+
+async def test_fake_negatives_learn_each_lead_as_a_negative_when_scored(
+    redis_url: str, run_id: str, tmp_path: Path
+) -> None:
+    from online_models.bundle import from_fake_negatives
+    from online_models.features import lead_features
+
+    settings = Settings(
+        redis={"url": redis_url, "key_prefix": f"fn-{run_id}"},
+        clickhouse={"chdb_path": tmp_path / "chdb"},
+        models={"horizon_days": 30, "target_stage": "sql", "label_policy": "fake_negative"},
+        kafka={"partitions": 1}, pii_hash_key="label-test-key-0123456789",
+    )  # fmt: skip
+    client = aioredis.from_url(redis_url)
+    ch = connect(settings.clickhouse)
+    migrate(ch, settings.clickhouse.database)
+    sent = Captured()
+    pipeline = build_pipeline(settings, client, ch, sent)
+    try:
+        await pipeline.handle_raw("lead", [msg(lead("a", 0, pages_viewed=3)), msg(lead("b", 1))])
+        # Each scored lead is a negative at once, before any outcome.
+        training = sent.on(pipeline.topics.training)
+        assert [(e["lead_id"], e["label"], e.get("kind")) for e in training] == [
+            ("a", 0, "provisional"), ("b", 0, "provisional")]  # fmt: skip
+        q = pipeline.model.scorer.predict_proba_one(lead_features(lead("a", 0, pages_viewed=3), {}))
+        scored = sent.on(pipeline.topics.scored)[0]
+        assert scored["score"] == pytest.approx(from_fake_negatives(q[True]), abs=1e-6)
+        await pipeline.handle_raw("conversion", [msg(conversion("a", 5, "sql"))])
+        await pipeline.handle_raw("conversion", [msg(conversion("x", 40, "mql"))])
+        assert await pipeline.sweep() == 1  # b: no conversion within the horizon
+        training = sent.on(pipeline.topics.training)
+        assert [(e["lead_id"], e["label"], e.get("kind")) for e in training[2:]] == [
+            ("a", 1, None), ("b", 0, None)]  # fmt: skip
+        replayed = [Message(0, i, None, orjson.dumps(v), 0.0) for i, v in enumerate(training)]
+        await pipeline.learn(replayed)
+        await pipeline.learn(replayed)  # a redelivery: nothing is learned twice
+        bundle = pipeline.learning
+        assert bundle is not None and bundle.examples == 2 and bundle.positives == 1
+        # Two negatives when scored and a's conversion; b's horizon negative is only scored.
+        assert bundle.scorer.n_learned == 3
+        assert bundle.candidates[bundle.champion].metrics.report("overall")["examples"] == 2
+        rows = ch.query(
+            "SELECT lead_id, label FROM leadstream.training_examples FINAL ORDER BY lead_id"
+        ).result_rows
+        assert [tuple(r) for r in rows] == [("a", 1), ("b", 0)]  # outcomes only
+    finally:
+        await client.aclose()
+        ch.close()
