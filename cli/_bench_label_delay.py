@@ -1,28 +1,23 @@
-"""Label-timing benchmark: what the label delay costs each model kind, and a policy that wins it back.
+"""Label-timing benchmark: what the label delay costs each model kind, and what fake negatives win back.
 
-One replay of the real pipeline (as ``bench learning``) records, for every labelled
-lead, its feature snapshot, its outcome, the batch in which it was scored and the batch
-in which its label reached the learner. The recorded examples are then replayed offline
-through a fresh model of each kind under three label timings:
+For each model kind, the real pipeline (as ``bench learning``) is replayed twice, once
+per label policy:
 
-``delayed``
-    What the pipeline does: a conversion is learned when it happens, a negative when
-    the horizon has passed (90 days later).
-``immediate``
-    Every label in the batch its lead was scored in. Impossible live; it is what
-    ``leadstream evaluate``'s test-then-train assumes.
+``horizon`` (the default)
+    A conversion is learned when it happens, a negative when the horizon has passed
+    (90 days later). The labelled sample at any moment holds the recent leads'
+    positives without their negatives.
 ``fake_negative``
-    Every lead is learned as a negative in the batch it was scored in, and a conversion
-    as a positive when it happens (the delayed-feedback policy of Ktena et al., 2019).
-    Each converted lead then counts once on each side, so the model learns
-    ``q = p / (1 + p)``; ``p = q / (1 - q)`` ranks leads as ``q`` does, and the AUC
-    needs no correction. Not built into the pipeline: measured here first.
+    Every lead is learned as a negative when it is scored, and a conversion as a
+    positive when it happens (the delayed-feedback policy of Ktena et al., 2019).
 
-Under ``delayed``, the labelled sample at any moment holds the recent leads' positives
-without their negatives. Reported per kind and timing: the ROC AUC of the scores over
-the second half of the leads (by creation) relative to the true propensities' AUC, and
-the same ratio for the scores the pipeline itself published, as a check that the
-offline ``delayed`` replay reproduces it.
+The ``horizon`` replay also records, for every labelled lead, its feature snapshot, its
+outcome, the batch in which it was scored and the batch in which its label reached the
+learner; the examples are then replayed offline through a fresh model with every label
+``immediate`` (in the batch its lead was scored in: impossible live, and what
+``leadstream evaluate``'s test-then-train assumes), and ``delayed`` as recorded, a check
+that the offline replay reproduces the pipeline. Reported: the ROC AUC of the scores
+over the second half of the leads (by creation) relative to the true propensities' AUC.
 """
 
 from __future__ import annotations
@@ -39,8 +34,10 @@ from online_models.evaluation import auc
 from online_models.kinds import Scorer, build_model
 from streaming import synthetic
 
-#: Label timings replayed, see the module doc.
-TIMINGS: tuple[str, ...] = ("delayed", "immediate", "fake_negative")
+#: Label timings of the offline replay, see the module doc.
+TIMINGS: tuple[str, ...] = ("delayed", "immediate")
+#: Label policies of the pipeline replays.
+POLICIES: tuple[str, ...] = ("horizon", "fake_negative")
 
 
 @dataclass(frozen=True)
@@ -61,8 +58,8 @@ def schedule(examples: Sequence[Recorded], timing: str) -> list[tuple[bool, int,
     >>> ex = [Recorded({}, True, 0, 2), Recorded({}, False, 1, 3)]
     >>> schedule(ex, "delayed")
     [(False, 0, False), (False, 1, False), (True, 0, True), (True, 1, False)]
-    >>> schedule(ex, "fake_negative")
-    [(False, 0, False), (True, 0, False), (False, 1, False), (True, 1, False), (True, 0, True)]
+    >>> schedule(ex, "immediate")
+    [(False, 0, False), (True, 0, True), (False, 1, False), (True, 1, False)]
     """
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {', '.join(TIMINGS)}, got {timing!r}")
@@ -71,10 +68,6 @@ def schedule(examples: Sequence[Recorded], timing: str) -> list[tuple[bool, int,
         steps.append((e.scored, 0, i, False, False))
         if timing == "immediate":
             steps.append((e.scored, 1, i, True, e.label))
-        elif timing == "fake_negative":
-            steps.append((e.scored, 1, i, True, False))
-            if e.label:
-                steps.append((e.labelled, 2, i, True, True))
         else:
             steps.append((e.labelled, 2, i, True, e.label))
     steps.sort(key=lambda s: s[:3])
@@ -100,41 +93,47 @@ def label_delay_benchmark(
     leads: int,
     seed: int,
     kinds: Sequence[str] = ("logistic", "newton"),
-    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The ratios to the truth's AUC per kind and timing, for one generated stream."""
+    """The ratios to the truth's AUC per kind, label policy and offline timing."""
     from cli._bench_learning import replay
 
     cfg = synthetic.GeneratorConfig(seed=seed, leads=leads, days=180)
-    if progress is not None:
-        progress(f"replaying {leads} leads through the pipeline")
-    out = asyncio.run(replay(settings, cfg, time_learner=False))
-    examples, truths, arrived = out["examples"], out["truths"], out["arrived"]
-    recorded = [
-        Recorded(e["features"], bool(e["label"]), arrived[e["lead_id"]], step)
-        for e, step in zip(examples, out["learned_at"], strict=True)
-    ]
-    by_time = sorted(range(len(examples)), key=lambda i: truths[examples[i]["lead_id"]].occurred_at)
-    second = by_time[len(by_time) // 2 :]
-    y = [int(examples[i]["label"]) for i in second]
-    truth = auc(y, [truths[examples[i]["lead_id"]].propensity for i in second])
-
-    def ratio(scores: Sequence[float]) -> float:
-        return round(auc(y, [scores[i] for i in second]) / truth, 4)
-
     defaults = defaults_for(settings.models)
     ratios: dict[str, dict[str, float]] = {}
+    common: dict[str, Any] = {}
     for kind in kinds:
         ratios[kind] = {}
-        for timing in TIMINGS:
-            if progress is not None:
-                progress(f"{kind}, {timing} labels")
+        for policy in POLICIES:
+            run = settings.model_copy(update={
+                "models": settings.models.model_copy(update={"kind": kind, "label_policy": policy}),
+                "redis": settings.redis.model_copy(
+                    update={"key_prefix": f"{settings.redis.key_prefix}-{kind}-{policy}"}),
+            })  # fmt: skip
+            out = asyncio.run(replay(run, cfg, time_learner=False))
+            examples, truths = out["examples"], out["truths"]
+            by_time = sorted(
+                range(len(examples)), key=lambda i: truths[examples[i]["lead_id"]].occurred_at
+            )
+            second = by_time[len(by_time) // 2 :]
+            y = [int(examples[i]["label"]) for i in second]
+            truth = auc(y, [truths[examples[i]["lead_id"]].propensity for i in second])
+
+            def ratio(scores: Sequence[float], second: list[int] = second, y: list[int] = y,
+                      truth: float = truth) -> float:  # fmt: skip
+                return round(auc(y, [scores[i] for i in second]) / truth, 4)
+
+            ratios[kind][f"pipeline_{policy}"] = ratio([float(e["score"]) for e in examples])
+            if policy != "horizon":
+                continue
+            common = {
+                "labelled_examples": len(examples), "truth_auc_second_half": round(truth, 4),
+                "positive_rate": round(sum(int(e["label"]) for e in examples) / len(examples), 4),
+            }  # fmt: skip
+            recorded = [
+                Recorded(e["features"], bool(e["label"]), out["arrived"][e["lead_id"]], step)
+                for e, step in zip(examples, out["learned_at"], strict=True)
+            ]
             make = functools.partial(build_model, kind, defaults)
-            ratios[kind][timing] = ratio(replay_scores(make, recorded, timing))
-    return {
-        "leads": leads, "seed": seed, "labelled_examples": len(examples),
-        "positive_rate": round(sum(r.label for r in recorded) / max(1, len(recorded)), 4),
-        "truth_auc_second_half": round(truth, 4),
-        "pipeline_published_ratio": ratio([float(e["score"]) for e in examples]),
-        "ratio_to_truth": ratios,
-    }  # fmt: skip
+            for timing in TIMINGS:
+                ratios[kind][f"offline_{timing}"] = ratio(replay_scores(make, recorded, timing))
+    return {"leads": leads, "seed": seed, **common, "ratio_to_truth": ratios}

@@ -139,12 +139,12 @@ def label_delay(
     ] = None,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
 ) -> None:
-    """What the label delay costs each model kind: delayed, immediate and fake-negative labels.
+    """What the label delay costs each model kind, and what fake negatives win back.
 
-    One replay of the real pipeline records when each lead was scored and when its label
-    arrived; the examples are then replayed offline through fresh models under each label
-    timing. Reports the AUC over the second half of the leads relative to the truth's.
-    About 3 minutes with the defaults.
+    Per kind, the real pipeline is replayed with each label policy (`horizon`,
+    `fake_negative`); the first replay's examples are also replayed offline with every
+    label known at once. Reports the AUC over the second half of the leads relative to
+    the truth's. About 6 minutes with the defaults.
     """
     from cli._bench_label_delay import label_delay_benchmark
     from online_models.kinds import parse_spec
@@ -156,7 +156,7 @@ def label_delay(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--kind") from exc
     result = _replayed(
-        ctx, "label_delay", f"replaying {leads} leads, then {len(kinds)} kinds × 3 label timings",
+        ctx, "label_delay", f"replaying {leads} leads {2 * len(kinds)} times",
         lambda settings: label_delay_benchmark(settings, leads, seed, kinds),
     )  # fmt: skip
     _save(out, "label_delay", result)
