@@ -68,6 +68,8 @@ class ModelBundle:
     history: list[dict[str, Any]] = field(default_factory=list)
     origin: str = "learner"  # or "backfill": a learner adopts a bundle it did not publish
     format: int = 2
+    #: Latest scoring time (Unix seconds) of the provisional negatives learned so far.
+    scored_through: float = 0.0
 
     def __post_init__(self) -> None:
         if self.champion not in self.candidates:
@@ -124,13 +126,20 @@ class ModelBundle:
     # -- learning -------------------------------------------------------------------
 
     def learn_one(
-        self, x: dict[str, float], y: bool, published_score: float, fake_negatives: bool = False
+        self,
+        x: dict[str, float],
+        y: bool,
+        published_score: float,
+        fake_negatives: bool = False,
+        scored_at: float = 0.0,
     ) -> tuple[list[Comparison], DriftEvent | None]:
         """Test-then-train every candidate on one labelled example.
 
         With ``fake_negatives`` every lead was already learned as a negative when it was
         scored (:meth:`learn_provisional`): a positive is learned again as a positive, a
         negative is only scored, and scores are read through :func:`from_fake_negatives`.
+        A candidate started after the lead was scored (``scored_at``) never learned that
+        negative, so it learns it now.
 
         Returns the comparisons that led to a promotion (at most one) and a drift, if
         one was detected at this example.
@@ -142,10 +151,14 @@ class ModelBundle:
         for c in self.candidates.values():
             if not fake_negatives:
                 p = c.model.predict_learn_one(x, y)
-            elif y:
-                p = from_fake_negatives(c.model.predict_learn_one(x, True))
             else:
-                p = from_fake_negatives(c.model.predict_proba_one(x)[True])
+                missed = scored_at <= c.scored_through  # its provisional came before c
+                if y or missed:
+                    p = from_fake_negatives(c.model.predict_learn_one(x, y))
+                    if y and missed:
+                        c.model.learn_one(x, False)
+                else:
+                    p = from_fake_negatives(c.model.predict_proba_one(x)[True])
             c.metrics.update(y, p)
             if c.name == self.champion:
                 p_champion = p
@@ -158,10 +171,11 @@ class ModelBundle:
                 promoted.append(best)
         return promoted, drifted
 
-    def learn_provisional(self, x: dict[str, float]) -> None:
+    def learn_provisional(self, x: dict[str, float], scored_at: float) -> None:
         """Every candidate learns a just-scored lead as a negative (``fake_negative`` policy)."""
         for c in self.candidates.values():
             c.model.learn_one(x, False)
+        self.scored_through = max(self.scored_through, scored_at)
 
     def learn_revenue(self, x: dict[str, float] | None, revenue: float) -> None:
         """Test-then-train the revenue model on one won deal (``x`` None: features unknown)."""
@@ -196,6 +210,7 @@ class ModelBundle:
             build_model(name.split("@", 1)[0], self.defaults),
             ClassificationMetrics(champion_metrics.window, champion_metrics.threshold),
             since=self.examples,
+            scored_through=self.scored_through,
         )
 
     def _best_challenger(self) -> Comparison | None:

@@ -26,13 +26,16 @@ from online_models.prequential import ClassificationMetrics, log_loss_one
 class Candidate:
     """One model of the learner: champion or challenger.
 
-    ``since`` is the learner's example count when the model started learning.
+    ``since`` is the learner's example count when the model started learning;
+    ``scored_through`` the latest scoring time (Unix seconds) of the provisional negatives
+    learned before it existed (``fake_negative`` policy; 0 for a model there from the start).
     """
 
     name: str
     model: Scorer
     metrics: ClassificationMetrics
     since: int = 0
+    scored_through: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -445,7 +445,9 @@ class Pipeline:
         )
         for example, is_first in zip(provisional, first_provisional, strict=True):
             if is_first:  # learned as a negative now; its outcome is only scored later
-                bundle.learn_provisional(example["features"])
+                bundle.learn_provisional(
+                    example["features"], datetime.fromisoformat(example["scored_at"]).timestamp()
+                )
                 self._learned_since_publish += 1
         examples = [e for e in decoded if e.get("kind") not in ("revenue", "provisional")]
         first = await self.state.first_learning([e["lead_id"] for e in examples])
@@ -457,8 +459,9 @@ class Pipeline:
                 continue
             label = bool(example["label"])
             promoted, drift = bundle.learn_one(
-                example["features"], label, example["score"], self._fake_negatives
-            )
+                example["features"], label, example["score"], self._fake_negatives,
+                datetime.fromisoformat(example["scored_at"]).timestamp(),
+            )  # fmt: skip
             if promoted:
                 self._promoted(bundle.history[-1])
             if drift is not None:

@@ -267,3 +267,51 @@ async def test_fake_negatives_learn_each_lead_as_a_negative_when_scored(
     finally:
         await client.aclose()
         ch.close()
+
+
+async def test_a_challenger_started_later_learns_the_negatives_it_missed(
+    redis_url: str, run_id: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        redis={"url": redis_url, "key_prefix": f"fnc-{run_id}"},
+        clickhouse={"chdb_path": tmp_path / "chdb"},
+        models={"horizon_days": 30, "target_stage": "sql", "label_policy": "fake_negative"},
+        kafka={"partitions": 1}, pii_hash_key="label-test-key-0123456789",
+    )  # fmt: skip
+    client = aioredis.from_url(redis_url)
+    ch = connect(settings.clickhouse)
+    migrate(ch, settings.clickhouse.database)
+    sent = Captured()
+    pipeline = build_pipeline(settings, client, ch, sent)
+    clock = iter(range(1_800_000_000, 1_900_000_000, 60))
+    pipeline.clock = lambda: float(next(clock))  # each step a minute later
+
+    async def learn_new(seen: list[int]) -> None:
+        training = sent.on(pipeline.topics.training)
+        fresh = training[seen[0] :]
+        seen[0] = len(training)
+        await pipeline.learn([Message(0, i, None, orjson.dumps(v), 0.0) for i, v in enumerate(fresh)])
+
+    try:
+        seen = [0]
+        await pipeline.handle_raw("lead", [msg(lead("d", 0))])  # scored before the challenger
+        await learn_new(seen)
+        bundle = pipeline.learning
+        assert bundle is not None
+        bundle.add_challenger("logistic:optimizer=sgd")
+        champion, challenger = bundle.scorer, bundle.candidates["logistic:optimizer=sgd"].model
+        assert (champion.n_learned, challenger.n_learned) == (1, 0)
+        await pipeline.handle_raw("lead", [msg(lead("e", 1))])  # scored after: both learn it
+        await learn_new(seen)
+        assert (champion.n_learned, challenger.n_learned) == (2, 1)
+        await pipeline.handle_raw(
+            "conversion", [msg(conversion("d", 2, "lost")), msg(conversion("e", 2, "lost"))]
+        )
+        await learn_new(seen)
+        # d's negative: the champion learned it when d was scored, the challenger now;
+        # e's negative: both learned it when e was scored.
+        assert (champion.n_learned, challenger.n_learned) == (2, 2)
+        assert bundle.examples == 2
+    finally:
+        await client.aclose()
+        ch.close()
