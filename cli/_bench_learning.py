@@ -103,12 +103,11 @@ async def replay(
         learner = build_pipeline(
             settings, client, ch, sent, key_prefix=f"{settings.redis.key_prefix}-re"
         )
-        encoded = relearn
         size = settings.kafka.batch_size
         t = time.perf_counter()
-        for i in range(0, len(encoded), size):
+        for i in range(0, len(relearn), size):
             await learner.learn(
-                [Message(0, i + n, None, v, 0.0) for n, v in enumerate(encoded[i : i + size])]
+                [Message(0, i + n, None, v, 0.0) for n, v in enumerate(relearn[i : i + size])]
             )
         batch_seconds = time.perf_counter() - t
     await client.aclose()

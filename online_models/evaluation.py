@@ -355,8 +355,8 @@ def evaluate(
         ``newton`` (default): a :class:`~online_models.newton_logistic.NewtonLogistic`
         (the stream's ``newton`` kind) solved exactly on the history, its regularisation
         and encoding chosen by blocked cross-validation on the history alone, then
-        updated by online Newton steps. ``sgd``: the stream's default :class:`LeadScorer`, backfilled by ``passes``
-        SGD passes (``learning_rate``, ``l2``).
+        updated by online Newton steps. ``sgd``: the stream's default
+        :class:`LeadScorer`, backfilled by ``passes`` SGD passes (``learning_rate``, ``l2``).
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")

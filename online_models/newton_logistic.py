@@ -360,10 +360,7 @@ class NewtonLogistic(base.Classifier):
             self._recent.append((x, y))
             self.n_learned += 1
             if len(self._recent) >= self.warm_up:
-                xs, ys = zip(*self._recent, strict=True)
-                learned = self.n_learned
-                self._solve(xs, ys, choose=self.c is None)
-                self.n_learned = learned
+                self._solve_recent(choose=self.c is None)
             return p
         self._recent.append((x, y))
         for name in x:
@@ -382,12 +379,16 @@ class NewtonLogistic(base.Classifier):
             and self._since_fit >= max(self.warm_up, min(self._fit_rows, self.window))
             and len(self._recent) >= self.warm_up
         ):
-            xs, ys = zip(*self._recent, strict=True)
-            learned = self.n_learned
             # The regularisation is chosen again while the window fills, then kept.
-            self._solve(xs, ys, choose=self.c is None and self._fit_rows < self.window)
-            self.n_learned = learned
+            self._solve_recent(choose=self.c is None and self._fit_rows < self.window)
         return p
+
+    def _solve_recent(self, choose: bool) -> None:
+        """Solve again on the recent examples; what was learned so far stays counted."""
+        xs, ys = zip(*self._recent, strict=True)
+        learned = self.n_learned
+        self._solve(xs, ys, choose)
+        self.n_learned = learned
 
     def _count_level(self, name: str) -> None:
         """Count a level the last solve did not give a weight; at ``min_count``, give it one.

@@ -458,9 +458,10 @@ class Pipeline:
             if not is_first:
                 continue
             label = bool(example["label"])
+            scored_at = datetime.fromisoformat(example["scored_at"])
             promoted, drift = bundle.learn_one(
                 example["features"], label, example["score"], self._fake_negatives,
-                datetime.fromisoformat(example["scored_at"]).timestamp(),
+                scored_at.timestamp(),
             )  # fmt: skip
             if promoted:
                 self._promoted(bundle.history[-1])
@@ -471,7 +472,7 @@ class Pipeline:
                             error=round(drift.error_recent, 4), before=round(drift.error_before, 4),
                             challenger=drift.challenger)  # fmt: skip
             rows.append(mapping_row("training_examples", {
-                **example, "scored_at": datetime.fromisoformat(example["scored_at"]),
+                **example, "scored_at": scored_at,
                 "labelled_at": datetime.fromisoformat(example["labelled_at"]),
             }))  # fmt: skip
             self._learned_since_publish += 1

@@ -8,6 +8,7 @@ and be emitted once.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,15 @@ pytestmark = pytest.mark.integration
 DAY = 86400.0
 
 
-@pytest.fixture
-async def setup(
-    redis_url: str, run_id: str, tmp_path: Path
+@asynccontextmanager
+async def _opened(
+    redis_url: str, prefix: str, tmp_path: Path, **models: Any
 ) -> AsyncIterator[tuple[Pipeline, Captured, Any]]:
+    """A pipeline on real Redis and chDB (horizon 30 days, target sql), sends captured."""
     settings = Settings(
-        redis={"url": redis_url, "key_prefix": f"lbl-{run_id}"},
+        redis={"url": redis_url, "key_prefix": prefix},
         clickhouse={"chdb_path": tmp_path / "chdb"},
-        models={"horizon_days": 30, "target_stage": "sql"},
+        models={"horizon_days": 30, "target_stage": "sql", **models},
         kafka={"partitions": 1},
         pii_hash_key="label-test-key-0123456789",
     )
@@ -40,10 +42,27 @@ async def setup(
     ch = connect(settings.clickhouse)
     migrate(ch, settings.clickhouse.database)
     sent = Captured()
-    pipeline = build_pipeline(settings, client, ch, sent)
-    yield pipeline, sent, ch
-    await client.aclose()
-    ch.close()  # chDB serves one data directory per process at a time
+    try:
+        yield build_pipeline(settings, client, ch, sent), sent, ch
+    finally:
+        await client.aclose()
+        ch.close()  # chDB serves one data directory per process at a time
+
+
+@pytest.fixture
+async def setup(
+    redis_url: str, run_id: str, tmp_path: Path
+) -> AsyncIterator[tuple[Pipeline, Captured, Any]]:
+    async with _opened(redis_url, f"lbl-{run_id}", tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def fake_negatives(
+    redis_url: str, run_id: str, tmp_path: Path
+) -> AsyncIterator[tuple[Pipeline, Captured, Any]]:
+    async with _opened(redis_url, f"fn-{run_id}", tmp_path, label_policy="fake_negative") as opened:
+        yield opened
 
 
 _offsets = iter(range(10**9))
@@ -221,68 +240,44 @@ async def test_won_revenue_reaches_the_expected_value_once(setup: Any) -> None:
 
 
 async def test_fake_negatives_learn_each_lead_as_a_negative_when_scored(
-    redis_url: str, run_id: str, tmp_path: Path
+    fake_negatives: Any,
 ) -> None:
     from online_models.bundle import from_fake_negatives
     from online_models.features import lead_features
 
-    settings = Settings(
-        redis={"url": redis_url, "key_prefix": f"fn-{run_id}"},
-        clickhouse={"chdb_path": tmp_path / "chdb"},
-        models={"horizon_days": 30, "target_stage": "sql", "label_policy": "fake_negative"},
-        kafka={"partitions": 1}, pii_hash_key="label-test-key-0123456789",
-    )  # fmt: skip
-    client = aioredis.from_url(redis_url)
-    ch = connect(settings.clickhouse)
-    migrate(ch, settings.clickhouse.database)
-    sent = Captured()
-    pipeline = build_pipeline(settings, client, ch, sent)
-    try:
-        await pipeline.handle_raw("lead", [msg(lead("a", 0, pages_viewed=3)), msg(lead("b", 1))])
-        # Each scored lead is a negative at once, before any outcome.
-        training = sent.on(pipeline.topics.training)
-        assert [(e["lead_id"], e["label"], e.get("kind")) for e in training] == [
-            ("a", 0, "provisional"), ("b", 0, "provisional")]  # fmt: skip
-        q = pipeline.model.scorer.predict_proba_one(lead_features(lead("a", 0, pages_viewed=3), {}))
-        scored = sent.on(pipeline.topics.scored)[0]
-        assert scored["score"] == pytest.approx(from_fake_negatives(q[True]), abs=1e-6)
-        await pipeline.handle_raw("conversion", [msg(conversion("a", 5, "sql"))])
-        await pipeline.handle_raw("conversion", [msg(conversion("x", 40, "mql"))])
-        assert await pipeline.sweep() == 1  # b: no conversion within the horizon
-        training = sent.on(pipeline.topics.training)
-        assert [(e["lead_id"], e["label"], e.get("kind")) for e in training[2:]] == [
-            ("a", 1, None), ("b", 0, None)]  # fmt: skip
-        replayed = [Message(0, i, None, orjson.dumps(v), 0.0) for i, v in enumerate(training)]
-        await pipeline.learn(replayed)
-        await pipeline.learn(replayed)  # a redelivery: nothing is learned twice
-        bundle = pipeline.learning
-        assert bundle is not None and bundle.examples == 2 and bundle.positives == 1
-        # Two negatives when scored and a's conversion; b's horizon negative is only scored.
-        assert bundle.scorer.n_learned == 3
-        assert bundle.candidates[bundle.champion].metrics.report("overall")["examples"] == 2
-        rows = ch.query(
-            "SELECT lead_id, label FROM leadstream.training_examples FINAL ORDER BY lead_id"
-        ).result_rows
-        assert [tuple(r) for r in rows] == [("a", 1), ("b", 0)]  # outcomes only
-    finally:
-        await client.aclose()
-        ch.close()
+    pipeline, sent, ch = fake_negatives
+    await pipeline.handle_raw("lead", [msg(lead("a", 0, pages_viewed=3)), msg(lead("b", 1))])
+    # Each scored lead is a negative at once, before any outcome.
+    training = sent.on(pipeline.topics.training)
+    assert [(e["lead_id"], e["label"], e.get("kind")) for e in training] == [
+        ("a", 0, "provisional"), ("b", 0, "provisional")]  # fmt: skip
+    q = pipeline.model.scorer.predict_proba_one(lead_features(lead("a", 0, pages_viewed=3), {}))
+    scored = sent.on(pipeline.topics.scored)[0]
+    assert scored["score"] == pytest.approx(from_fake_negatives(q[True]), abs=1e-6)
+    await pipeline.handle_raw("conversion", [msg(conversion("a", 5, "sql"))])
+    await pipeline.handle_raw("conversion", [msg(conversion("x", 40, "mql"))])
+    assert await pipeline.sweep() == 1  # b: no conversion within the horizon
+    training = sent.on(pipeline.topics.training)
+    assert [(e["lead_id"], e["label"], e.get("kind")) for e in training[2:]] == [
+        ("a", 1, None), ("b", 0, None)]  # fmt: skip
+    replayed = [Message(0, i, None, orjson.dumps(v), 0.0) for i, v in enumerate(training)]
+    await pipeline.learn(replayed)
+    await pipeline.learn(replayed)  # a redelivery: nothing is learned twice
+    bundle = pipeline.learning
+    assert bundle is not None and bundle.examples == 2 and bundle.positives == 1
+    # Two negatives when scored and a's conversion; b's horizon negative is only scored.
+    assert bundle.scorer.n_learned == 3
+    assert bundle.candidates[bundle.champion].metrics.report("overall")["examples"] == 2
+    rows = ch.query(
+        "SELECT lead_id, label FROM leadstream.training_examples FINAL ORDER BY lead_id"
+    ).result_rows
+    assert [tuple(r) for r in rows] == [("a", 1), ("b", 0)]  # outcomes only
 
 
 async def test_a_challenger_started_later_learns_the_negatives_it_missed(
-    redis_url: str, run_id: str, tmp_path: Path
+    fake_negatives: Any,
 ) -> None:
-    settings = Settings(
-        redis={"url": redis_url, "key_prefix": f"fnc-{run_id}"},
-        clickhouse={"chdb_path": tmp_path / "chdb"},
-        models={"horizon_days": 30, "target_stage": "sql", "label_policy": "fake_negative"},
-        kafka={"partitions": 1}, pii_hash_key="label-test-key-0123456789",
-    )  # fmt: skip
-    client = aioredis.from_url(redis_url)
-    ch = connect(settings.clickhouse)
-    migrate(ch, settings.clickhouse.database)
-    sent = Captured()
-    pipeline = build_pipeline(settings, client, ch, sent)
+    pipeline, sent, _ = fake_negatives
     clock = iter(range(1_800_000_000, 1_900_000_000, 60))
     pipeline.clock = lambda: float(next(clock))  # each step a minute later
 
@@ -292,26 +287,22 @@ async def test_a_challenger_started_later_learns_the_negatives_it_missed(
         seen[0] = len(training)
         await pipeline.learn([Message(0, i, None, orjson.dumps(v), 0.0) for i, v in enumerate(fresh)])
 
-    try:
-        seen = [0]
-        await pipeline.handle_raw("lead", [msg(lead("d", 0))])  # scored before the challenger
-        await learn_new(seen)
-        bundle = pipeline.learning
-        assert bundle is not None
-        bundle.add_challenger("logistic:optimizer=sgd")
-        champion, challenger = bundle.scorer, bundle.candidates["logistic:optimizer=sgd"].model
-        assert (champion.n_learned, challenger.n_learned) == (1, 0)
-        await pipeline.handle_raw("lead", [msg(lead("e", 1))])  # scored after: both learn it
-        await learn_new(seen)
-        assert (champion.n_learned, challenger.n_learned) == (2, 1)
-        await pipeline.handle_raw(
-            "conversion", [msg(conversion("d", 2, "lost")), msg(conversion("e", 2, "lost"))]
-        )
-        await learn_new(seen)
-        # d's negative: the champion learned it when d was scored, the challenger now;
-        # e's negative: both learned it when e was scored.
-        assert (champion.n_learned, challenger.n_learned) == (2, 2)
-        assert bundle.examples == 2
-    finally:
-        await client.aclose()
-        ch.close()
+    seen = [0]
+    await pipeline.handle_raw("lead", [msg(lead("d", 0))])  # scored before the challenger
+    await learn_new(seen)
+    bundle = pipeline.learning
+    assert bundle is not None
+    bundle.add_challenger("logistic:optimizer=sgd")
+    champion, challenger = bundle.scorer, bundle.candidates["logistic:optimizer=sgd"].model
+    assert (champion.n_learned, challenger.n_learned) == (1, 0)
+    await pipeline.handle_raw("lead", [msg(lead("e", 1))])  # scored after: both learn it
+    await learn_new(seen)
+    assert (champion.n_learned, challenger.n_learned) == (2, 1)
+    await pipeline.handle_raw(
+        "conversion", [msg(conversion("d", 2, "lost")), msg(conversion("e", 2, "lost"))]
+    )
+    await learn_new(seen)
+    # d's negative: the champion learned it when d was scored, the challenger now;
+    # e's negative: both learned it when e was scored.
+    assert (champion.n_learned, challenger.n_learned) == (2, 2)
+    assert bundle.examples == 2
