@@ -172,13 +172,16 @@ def sklearn_baseline(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from online_models.evaluation import history_size, infer_schema, labels, time_ordered
+    from online_models.evaluation import history_size
+    from online_models.tables import infer_schema, labelled, labels, numbers, time_ordered
 
     schema = infer_schema(frame, label, time_col, ids)
-    frame = time_ordered(frame, time_col)
+    frame = time_ordered(labelled(frame, label)[0], time_col)
     y = np.array(labels(frame[label].tolist(), label))
     split = history_size(len(frame), holdout)
     features = frame[list(schema.numeric) + list(schema.categorical)].copy()
+    for c in schema.numeric:
+        features[c] = numbers(features[c])
     for c in schema.categorical:
         features[c] = features[c].astype("string").fillna("__missing__")
     pre = ColumnTransformer([

@@ -135,9 +135,9 @@ def load_source(
         raise ValueError(
             f"{source} is not a file, a postgresql:// URL or `clickhouse`"
         )
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    from online_models.tables import read_table
+
+    return read_table(path)
 
 
 def _psql_copy(url: str, table: str | None, query: str | None) -> bytes:

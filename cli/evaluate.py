@@ -15,9 +15,18 @@ console = Console(stderr=True)
 
 def evaluate(
     data: Annotated[
-        Path, typer.Argument(help="CSV or Parquet file with one labelled row per lead")
+        Path,
+        typer.Argument(
+            help="CSV (comma, semicolon, tab or pipe; UTF-8 or Windows encoding; may be "
+            ".gz) or Parquet file with one labelled row per lead"
+        ),
     ],
-    label: Annotated[str, typer.Option(help="the label column (0/1, true/false, yes/no)")],
+    label: Annotated[
+        str,
+        typer.Option(
+            help="the label column (0/1, true/false, yes/no…); rows without one are left out"
+        ),
+    ],
     time: Annotated[str, typer.Option("--time", help="the column rows are ordered by")],
     id_columns: Annotated[
         list[str] | None, typer.Option("--id", help="id columns to leave out of the features")
@@ -47,15 +56,18 @@ def evaluate(
             "then online Newton steps; sgd: the default `logistic` kind, backfilled by SGD passes"
         ),
     ] = "newton",
+    positive: Annotated[
+        str | None,
+        typer.Option(help="the label value that counts as a conversion (others are 0)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Order rows by time, train on the history as a backfill would, then score the rest
     test-then-train as the live stream does. Columns other than the label, time and id
     columns are features: numeric ones as numbers, the rest as categories; missing values
     are allowed."""
-    import pandas as pd
-
     from online_models.evaluation import evaluate as run
+    from online_models.tables import read_table
 
     if not data.is_file():
         raise typer.BadParameter(f"{data} does not exist", param_hint="DATA")
@@ -68,13 +80,11 @@ def evaluate(
                 param_hint="--group",
             )
         groups[name.strip()] = [c.strip() for c in columns.split(",") if c.strip()]
-    frame = (
-        pd.read_parquet(data) if data.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(data)
-    )
+    frame = read_table(data)
     try:
         result = run(
             frame, label, time, id_columns or (), holdout, passes, threshold, folds, sensitivity,
-            model=model, groups=groups,
+            model=model, groups=groups, positive=positive,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

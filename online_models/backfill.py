@@ -26,9 +26,10 @@ from typing import Any
 import pandas as pd
 
 from online_models.bundle import ModelBundle
-from online_models.evaluation import backfill, history_size, labels, time_ordered
+from online_models.evaluation import backfill, history_size
 from online_models.features import lead_features
 from online_models.prequential import ClassificationMetrics
+from online_models.tables import labelled, labels, time_ordered
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def train(
             raise ValueError(
                 f"column {col!r} is not in the data; columns are: {', '.join(map(str, frame.columns))}"
             )
+    frame, _ = labelled(frame, label)
     frame = time_ordered(frame, time_col)
     ys = labels(frame[label].tolist(), label)
     amounts = frame[revenue].tolist() if revenue else [None] * len(frame)

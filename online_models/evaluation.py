@@ -14,138 +14,21 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
 
 from online_models.lead_scorer import LeadScorer
-
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "converted", "won", "positive"})
-_FALSE = frozenset({"0", "false", "f", "no", "n", "not_converted", "lost", "negative", ""})
-
-
-@dataclass(frozen=True)
-class TableSchema:
-    """Which columns are what, decided from the data."""
-
-    label: str
-    time: str
-    ids: tuple[str, ...]
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-
-
-def infer_schema(
-    frame: pd.DataFrame, label: str, time_col: str, ids: Sequence[str] = ()
-) -> TableSchema:
-    """Numeric columns stay numbers, the rest are categories; ids and the label are left out.
-
-    A column counts as numeric when at least 95% of its non-missing values parse as numbers.
-
-    >>> f = pd.DataFrame({"y": [0, 1], "t": [1, 2], "a": ["1.5", "x"], "b": [1, None], "c": ["u", "v"]})
-    >>> s = infer_schema(f, "y", "t")
-    >>> s.numeric, s.categorical
-    (('b',), ('a', 'c'))
-    """
-    for col in (label, time_col, *ids):
-        if col not in frame.columns:
-            raise ValueError(
-                f"column {col!r} is not in the file; columns are: {', '.join(map(str, frame.columns))}"
-            )
-    skip = {label, time_col, *ids}
-    numeric, categorical = [], []
-    for col in frame.columns:
-        if col in skip:
-            continue
-        values = frame[col].dropna()
-        parsed = pd.to_numeric(values, errors="coerce")
-        if len(values) and parsed.notna().mean() >= 0.95:
-            numeric.append(str(col))
-        else:
-            categorical.append(str(col))
-    return TableSchema(label, time_col, tuple(ids), tuple(numeric), tuple(categorical))
-
-
-def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
-    """The rows in time order (stable), the time column read as numbers or as dates.
-
-    Numbers (epoch seconds, sequence numbers) and datetime columns order as they are;
-    text is parsed as dates, so ``12/01/2023`` comes before ``01/05/2024``. A value
-    that is not a date, or a missing time, is an error naming the fix.
-
-    >>> f = pd.DataFrame({"t": ["01/05/2024", "12/01/2023", "2023-06-30T08:00"], "v": [1, 2, 3]})
-    >>> time_ordered(f, "t")["v"].tolist()
-    [3, 2, 1]
-    """
-    values = frame[time_col]
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        key = values
-    else:
-        key = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-        bad = key.isna() & values.notna()
-        if bad.any():
-            raise ValueError(
-                f"time column {time_col!r}: {int(bad.sum())} values are not dates or times "
-                f"(the first is {values[bad].iloc[0]!r}); use ISO 8601 or epoch seconds"
-            )
-    if key.isna().any():
-        raise ValueError(
-            f"time column {time_col!r} is empty on {int(key.isna().sum())} rows: "
-            "fill or drop those rows"
-        )
-    order = key.reset_index(drop=True).sort_values(kind="stable").index
-    return frame.iloc[order].reset_index(drop=True)
-
-
-def labels(values: Iterable[Any], column: str) -> list[int]:
-    """0/1 labels from numbers (non-zero is 1) or words (yes/no, true/false, converted…).
-
-    >>> labels([1, 0, "yes", "No", True, 2.0], "y")
-    [1, 0, 1, 0, 1, 1]
-    """
-    out = []
-    for v in values:
-        if isinstance(v, bool):
-            out.append(int(v))
-        elif isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)):
-            out.append(int(v != 0))
-        else:
-            text = str(v).strip().lower()
-            if text in _TRUE:
-                out.append(1)
-            elif text in _FALSE or text == "nan":
-                out.append(0)
-            else:
-                raise ValueError(
-                    f"label column {column!r} has the value {v!r}: use 0/1, true/false or yes/no"
-                )
-    return out
-
-
-def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str, float]]:
-    """One feature dict per row: numbers as numbers, categories as ``col=value`` indicators.
-
-    A missing number becomes a ``col__missing`` indicator, a missing category ``col=__missing__``.
-    """
-    numeric = {c: pd.to_numeric(frame[c], errors="coerce").tolist() for c in schema.numeric}
-    categorical = {c: frame[c].tolist() for c in schema.categorical}
-    out = []
-    for i in range(len(frame)):
-        x: dict[str, float] = {}
-        for c, col in numeric.items():
-            v = col[i]
-            if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
-                x[f"{c}__missing"] = 1.0
-            else:
-                x[c] = float(v)
-        for c, col in categorical.items():
-            v = col[i]
-            missing = v is None or (isinstance(v, float) and math.isnan(v))
-            x[f"{c}={'__missing__' if missing else str(v).strip()}"] = 1.0
-        out.append(x)
-    return out
+from online_models.tables import (
+    TableSchema,
+    infer_schema,
+    labelled,
+    labels,
+    rows_to_features,
+    time_ordered,
+)
 
 
 @dataclass
@@ -296,6 +179,8 @@ class EvaluationResult:
     sensitivity: list[dict[str, Any]] | None = None
     #: The holdout's scores in time order, each given before its row was learned (not printed).
     scores: tuple[float, ...] = ()
+    #: Rows left out because their label was missing.
+    unlabelled_rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         m = self.metrics
@@ -303,7 +188,8 @@ class EvaluationResult:
             "rows": m.rows, "positives": m.positives, "auc": m.auc, "logloss": m.logloss,
             "brier": m.brier, "precision": m.precision, "recall": m.recall, "f1": m.f1,
             "threshold": m.threshold, "lift_top_decile": m.lift_top_decile,
-            "history_rows": self.history_rows, "seconds": round(self.seconds, 3),
+            "history_rows": self.history_rows, "unlabelled_rows": self.unlabelled_rows,
+            "seconds": round(self.seconds, 3),
         }  # fmt: skip
         if self.folds is not None:
             out["folds_auc"] = self.folds
@@ -331,6 +217,7 @@ def evaluate(
     seed: int = 0,
     model: str = "newton",
     groups: Mapping[str, Sequence[str]] | None = None,
+    positive: str | None = None,
 ) -> EvaluationResult:
     """Backfill on the history part, then test-then-train on the rest.
 
@@ -348,6 +235,10 @@ def evaluate(
     sensitivity
         Also, per source column, the holdout AUC of the backfilled model with the
         column removed and with its values shuffled across rows.
+    positive
+        The label value that counts as a conversion, when the label is not 0/1,
+        true/false, yes/no or another known pair (see :func:`~online_models.tables.labels`).
+        Rows without a label are left out and counted.
     groups
         Named groups of columns (implies ``sensitivity``): each group is also removed,
         and shuffled as a block, at once.
@@ -364,8 +255,9 @@ def evaluate(
     schema = infer_schema(frame, label, time_col, ids)
     checked = _checked_groups(groups or {}, schema)
     sensitivity = sensitivity or bool(checked)
+    frame, unlabelled = labelled(frame, label)
     frame = time_ordered(frame, time_col)
-    ys = labels(frame[label].tolist(), label)
+    ys = labels(frame[label].tolist(), label, positive)
     xs = rows_to_features(frame, schema)
     split = history_size(len(frame), holdout)
 
@@ -416,7 +308,7 @@ def evaluate(
             scorer.learn_one(x, bool(y))
     metrics = Metrics.compute(ys[split:], scores, threshold)
     seconds = time.perf_counter() - started
-    return EvaluationResult(metrics, split, seconds, fold_aucs, effects, tuple(scores))
+    return EvaluationResult(metrics, split, seconds, fold_aucs, effects, tuple(scores), unlabelled)
 
 
 def _column(feature: str) -> str:

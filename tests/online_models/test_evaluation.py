@@ -14,7 +14,8 @@ import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from cli._bench_evaluate import mixed, nonlinear, numeric_wide, sklearn_baseline, wide_mixed
-from online_models.evaluation import Metrics, auc, evaluate, infer_schema, labels
+from online_models.evaluation import Metrics, auc, evaluate
+from online_models.tables import infer_schema, labels
 
 
 def test_metrics_agree_with_scikit_learn() -> None:
@@ -36,7 +37,7 @@ def test_auc_is_nan_with_one_class() -> None:
 
 def test_label_words_and_a_clear_error() -> None:
     assert labels(["Yes", "no", "TRUE", 0, 1.0], "y") == [1, 0, 1, 0, 1]
-    with pytest.raises(ValueError, match="label column 'y' has the value 'maybe'"):
+    with pytest.raises(ValueError, match="label column 'y' has the values 'maybe'"):
         labels(["maybe"], "y")
 
 

@@ -1,0 +1,312 @@
+"""Labelled tables as people export them: reading, column kinds, labels, time order, features.
+
+Real exports are untidy: semicolon or tab separators, Windows encodings, a label
+written as ``Converted``/``Not Converted``, numbers written as ``$1,200`` or
+``12%`` with a ``?`` or ``unknown`` among them, dates written day first. Every
+function here either reads such a value or fails with an error naming the fix;
+none silently turns it into something else.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import lzma
+import math
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+import pandas as pd
+
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "converted", "won", "positive", "closed_won"})
+_FALSE = frozenset({
+    "0", "false", "f", "no", "n", "not_converted", "unconverted", "lost", "negative",
+    "closed_lost",
+})  # fmt: skip
+_OPENERS: dict[str, Callable[..., IO[str]]] = {
+    ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open,
+}  # fmt: skip
+_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+_CURRENCY_OR_PERCENT = re.compile(r"^[$€£¥]\s*|\s*%$")
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?")
+#: A mostly numeric column keeps this many distinct words (``unknown``, ``n/a``, ``?``)
+#: as indicators of their own; with more, it is a categorical column.
+MAX_WORDS_IN_NUMBERS = 10
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (any of ``, ; tab |``, UTF-8 or a Windows encoding, optionally .gz/.bz2/.xz) or Parquet file.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = p.write_bytes("id;job;y\\n1;administración;yes\\n".encode("cp1252"))
+    >>> read_table(p).to_dict("records")
+    [{'id': 1, 'job': 'administración', 'y': 'yes'}]
+    """
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in {".parquet", ".pq"}:
+        return pd.read_parquet(path)
+    opener = _OPENERS.get(suffixes[-1] if suffixes else "", cast(Callable[..., IO[str]], open))
+    for encoding in _ENCODINGS:
+        try:
+            with opener(path, "rt", encoding=encoding, newline="") as f:
+                sep = _separator(f)
+            return pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _separator(f: IO[str]) -> str:
+    sample = f.read(64 * 1024)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:  # one column, or too irregular to tell: the header decides
+        header = sample.split("\n", 1)[0]
+        return max(",;\t|", key=header.count)
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Which columns are what, decided from the data."""
+
+    label: str
+    time: str
+    ids: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+
+def numbers(values: pd.Series) -> pd.Series:
+    """The values as floats (NaN where not a number), reading ``$1,200``, ``€ 5`` and ``12%`` too.
+
+    >>> numbers(pd.Series(["1,234.5", "$7", "12%", "?", None, "3,5", 2])).tolist()
+    [1234.5, 7.0, 12.0, nan, nan, nan, 2.0]
+    """
+    parsed = pd.to_numeric(values, errors="coerce")
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return parsed.astype(float)
+    text = values.astype(str).str.strip().str.replace(_CURRENCY_OR_PERCENT, "", regex=True)
+    text = text.where(~text.str.fullmatch(_THOUSANDS), text.str.replace(",", ""))
+    return parsed.astype(float).fillna(pd.to_numeric(text, errors="coerce").astype(float))
+
+
+def is_numeric(values: pd.Series) -> bool:
+    """Numbers, perhaps with a few words among them: at most 5% of the values, or at
+    most :data:`MAX_WORDS_IN_NUMBERS` distinct words among more than twice as many
+    distinct numbers that make at least half the values.
+
+    >>> is_numeric(pd.Series([*map(str, range(30)), "unknown", "n/a"] * 2))
+    True
+    >>> is_numeric(pd.Series(["12", "7", "unknown", "n/a", "3"]))
+    False
+    >>> is_numeric(pd.Series(["a", "b", "c", "1"]))
+    False
+    """
+    present = values.dropna()
+    if not len(present):
+        return False
+    parsed = numbers(present)
+    share = parsed.notna().mean()
+    words = present[parsed.isna()].astype(str).str.strip().nunique()
+    few_words = words <= MAX_WORDS_IN_NUMBERS < parsed.nunique() / 2
+    return bool(share >= 0.95 or (share >= 0.5 and few_words))
+
+
+def infer_schema(
+    frame: pd.DataFrame, label: str, time_col: str, ids: Sequence[str] = ()
+) -> TableSchema:
+    """Numeric columns stay numbers, the rest are categories; ids and the label are left out.
+
+    A column counts as numeric by :func:`is_numeric`; a column with no value at all is left out.
+
+    >>> f = pd.DataFrame({"y": [0, 1], "t": [1, 2], "a": ["1.5", "x"], "b": [1, None], "c": ["u", "v"]})
+    >>> s = infer_schema(f, "y", "t")
+    >>> s.numeric, s.categorical
+    (('b',), ('a', 'c'))
+    """
+    for col in (label, time_col, *ids):
+        if col not in frame.columns:
+            raise ValueError(
+                f"column {col!r} is not in the file; columns are: {', '.join(map(str, frame.columns))}"
+            )
+    skip = {label, time_col, *ids}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for col in frame.columns:
+        if col in skip or frame[col].isna().all():
+            continue
+        (numeric if is_numeric(frame[col]) else categorical).append(str(col))
+    return TableSchema(label, time_col, tuple(ids), tuple(numeric), tuple(categorical))
+
+
+def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
+    """The rows in time order (stable), the time column read as numbers or as dates.
+
+    Numbers (epoch seconds, sequence numbers) and datetime columns order as they are.
+    Text is parsed as dates in one format for the whole column, inferred from the
+    values: month first unless a value shows the day comes first. A value that is not
+    a date, or a missing time, is an error naming the fix.
+
+    >>> f = pd.DataFrame({"t": ["01/05/2024", "12/01/2023", "2023-06-30T08:00"], "v": [1, 2, 3]})
+    >>> time_ordered(f, "t")["v"].tolist()
+    [3, 2, 1]
+    >>> f = pd.DataFrame({"t": ["02/01/2024", "13/01/2024", "01/02/2024"], "v": [1, 2, 3]})
+    >>> time_ordered(f, "t")["v"].tolist()
+    [1, 2, 3]
+    """
+    values = frame[time_col]
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        key = values
+    else:
+        key = _dates(values)
+        bad = key.isna() & values.notna()
+        if bad.any():
+            raise ValueError(
+                f"time column {time_col!r}: {int(bad.sum())} values are not dates or times "
+                f"(the first is {values[bad].iloc[0]!r}); use ISO 8601 or epoch seconds"
+            )
+    if key.isna().any():
+        raise ValueError(
+            f"time column {time_col!r} is empty on {int(key.isna().sum())} rows: "
+            "fill or drop those rows"
+        )
+    order = key.reset_index(drop=True).sort_values(kind="stable").index
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    """One format for the column (month first, else day first), else each value on its own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # "could not infer format": the fallbacks follow
+        for dayfirst in (False, True):
+            with_format = pd.to_datetime(values, errors="coerce", utc=True, dayfirst=dayfirst)
+            if not (with_format.isna() & values.notna()).any():
+                return with_format
+        return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+
+
+def _word(value: Any) -> str:
+    return re.sub(r"[\s\-]+", "_", str(value).strip().lower())
+
+
+def _missing(value: Any) -> bool:
+    return (
+        value is None
+        or value is pd.NA
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
+
+
+def labelled(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
+    """The rows whose label is given, and how many were left out for having none.
+
+    >>> f, dropped = labelled(pd.DataFrame({"y": [1, None, " ", 0]}), "y")
+    >>> f["y"].tolist(), dropped
+    ([1, 0], 2)
+    """
+    if label not in frame.columns:
+        raise ValueError(
+            f"column {label!r} is not in the file; columns are: {', '.join(map(str, frame.columns))}"
+        )
+    keep = [not _missing(v) for v in frame[label].tolist()]
+    return frame[keep].reset_index(drop=True), len(keep) - sum(keep)
+
+
+def labels(values: Iterable[Any], column: str, positive: str | None = None) -> list[int]:
+    """0/1 labels from numbers (non-zero is 1) or words (yes/no, true/false, converted…).
+
+    With ``positive``, that value is 1 and every other is 0. Without it, a column of
+    two distinct values where only one is a known word (``won`` and ``open``) reads
+    the other as its opposite.
+
+    >>> labels([1, 0, "yes", "No", True, 2.0, "1.0"], "y")
+    [1, 0, 1, 0, 1, 1, 1]
+    >>> labels(["Converted", "Not Converted"], "y"), labels(["Won", "Open"], "y")
+    ([1, 0], [1, 0])
+    >>> labels(["hot", "cold", "hot"], "y", positive="Hot")
+    [1, 0, 1]
+    """
+    values = list(values)
+    if positive is not None:
+        wanted = _word(positive)
+        words = [_word(v) for v in values]
+        if wanted not in words:
+            raise ValueError(
+                f"label column {column!r} never has the value {positive!r}; "
+                f"its values are {_some(values)}"
+            )
+        return [int(w == wanted) for w in words]
+    out: list[int | None] = [_known(v) for v in values]
+    unknown = {_word(v) for v, o in zip(values, out, strict=True) if o is None}
+    if unknown:
+        known = {_word(v): o for v, o in zip(values, out, strict=True) if o is not None}
+        if len(unknown) == 1 and len(set(known.values())) == 1:
+            opposite = 1 - next(iter(known.values()))
+            out = [opposite if o is None else o for o in out]
+        else:
+            raise ValueError(
+                f"label column {column!r} has the values {_some(values)}: use 0/1, true/false "
+                "or yes/no, or name the positive value with --positive VALUE"
+            )
+    return [int(o) for o in out if o is not None]
+
+
+def _known(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int | float) and not _missing(v):
+        return int(v != 0)
+    word = _word(v)
+    if word in _TRUE:
+        return 1
+    if word in _FALSE:
+        return 0
+    try:
+        return int(float(word) != 0)
+    except ValueError:
+        return None
+
+
+def _some(values: Sequence[Any], most: int = 5) -> str:
+    distinct = list(dict.fromkeys(map(str, values)))
+    shown = ", ".join(repr(v) for v in distinct[:most])
+    return shown + (f" and {len(distinct) - most} more" if len(distinct) > most else "")
+
+
+def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str, float]]:
+    """One feature dict per row: numbers as numbers, categories as ``col=value`` indicators.
+
+    A missing number becomes a ``col__missing`` indicator, a word in a numeric column
+    (``unknown``) a ``col=unknown`` indicator, a missing category ``col=__missing__``.
+
+    >>> f = pd.DataFrame({"n": ["$1,200", "unknown", None], "c": ["a", None, "b"]})
+    >>> rows_to_features(f, TableSchema("y", "t", (), ("n",), ("c",)))
+    [{'n': 1200.0, 'c=a': 1.0}, {'n=unknown': 1.0, 'c=__missing__': 1.0}, {'n__missing': 1.0, 'c=b': 1.0}]
+    """
+    numeric = {c: (numbers(frame[c]).tolist(), frame[c].tolist()) for c in schema.numeric}
+    categorical = {c: frame[c].tolist() for c in schema.categorical}
+    out = []
+    for i in range(len(frame)):
+        x: dict[str, float] = {}
+        for c, (col, raw) in numeric.items():
+            v = col[i]
+            if not math.isnan(v) and not math.isinf(v):
+                x[c] = v
+            elif _missing(raw[i]) or math.isinf(v):
+                x[f"{c}__missing"] = 1.0
+            else:
+                x[f"{c}={str(raw[i]).strip()}"] = 1.0
+        for c, col in categorical.items():
+            v = col[i]
+            x[f"{c}={'__missing__' if _missing(v) else str(v).strip()}"] = 1.0
+        out.append(x)
+    return out

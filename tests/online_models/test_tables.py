@@ -1,0 +1,120 @@
+"""Labelled tables as people export them: separators, encodings, label words, numbers, dates."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cli._bench_evaluate import mixed
+from online_models.tables import (
+    TableSchema,
+    infer_schema,
+    is_numeric,
+    labelled,
+    labels,
+    numbers,
+    read_table,
+    rows_to_features,
+    time_ordered,
+)
+
+
+def _evaluate(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "evaluate", str(path), "--time", "ts", "--json", *extra],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_an_untidy_export_gives_the_same_result_as_the_tidy_file(tmp_path: Path) -> None:
+    """Semicolons, Windows-1252, day-first dates, ``$1,234.50`` and ``12.5%``, label words,
+    rows without a label: the same rows and metrics as the tidy CSV, to the last digit."""
+    frame = mixed(5, n=1500)
+    frame["industry"] = frame["industry"].str.replace("ind_1", "indústria_1")
+    frame["n0"] = (frame["n0"] * 1000 + 5000).round(2)
+    frame["n2"] = (frame["n2"] * 10 + 50).round(1)
+    tidy = frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    tidy.to_csv(tmp_path / "tidy.csv", index=False)
+    untidy = frame.assign(
+        ts=frame["ts"].dt.strftime("%d/%m/%Y %H:%M:%S"),
+        n0=[f"${v:,.2f}" for v in frame["n0"]],
+        n2=[f"{v}%" for v in frame["n2"]],
+        label=frame["label"].map({"yes": "Converted", "no": "Not Converted"}),
+    )
+    unlabelled = untidy.sample(7, random_state=1).assign(label=None)
+    pd.concat([untidy, unlabelled]).to_csv(
+        tmp_path / "untidy.csv", index=False, sep=";", encoding="cp1252"
+    )
+    first = _evaluate(tmp_path / "tidy.csv", "--label", "label")
+    second = _evaluate(tmp_path / "untidy.csv", "--label", "label")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert b.pop("unlabelled_rows") == 7 and a.pop("unlabelled_rows") == 0
+    assert {k: v for k, v in a.items() if k != "seconds"} == {
+        k: v for k, v in b.items() if k != "seconds"
+    }
+
+
+def test_a_label_without_known_words_needs_positive_and_the_error_says_so(tmp_path: Path) -> None:
+    frame = mixed(6, n=800)
+    frame["label"] = frame["label"].map({"yes": "hot", "no": "cold"})
+    frame.to_csv(tmp_path / "leads.tsv", index=False, sep="\t")
+    out = _evaluate(tmp_path / "leads.tsv", "--label", "label")
+    assert out.returncode == 2 and "--positive VALUE" in out.stderr and "'hot'" in out.stderr
+    out = _evaluate(tmp_path / "leads.tsv", "--label", "label", "--positive", "hot")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["positives"] == (frame["label"].iloc[400:] == "hot").sum()
+    out = _evaluate(tmp_path / "leads.tsv", "--label", "label", "--positive", "warm")
+    assert out.returncode == 2 and "never has the value 'warm'" in out.stderr
+
+
+def test_label_words() -> None:
+    assert labels(["Closed Won", "closed-lost", "Won"], "y") == [1, 0, 1]
+    assert labels(["Won", "Open", "open"], "y") == [1, 0, 0]  # the unknown word is the other class
+    assert labels(["1.0", "0.0", 0.0, "2"], "y") == [1, 0, 0, 1]
+    with pytest.raises(ValueError, match="--positive"):
+        labels(["a", "b", "c"], "y")
+    with pytest.raises(ValueError, match="--positive"):
+        labels([1, 0, "maybe"], "y")  # two known classes and a third value: no guess
+    frame, dropped = labelled(pd.DataFrame({"y": ["yes", "", None, "no", np.nan]}), "y")
+    assert frame["y"].tolist() == ["yes", "no"] and dropped == 3
+
+
+def test_numbers_in_export_formats_and_words_among_numbers() -> None:
+    values = pd.Series(["1,234,567.5", "-1,000", "€ 12", "7.5 %", "1,5", "12,34", "n/a"])
+    got = numbers(values).tolist()
+    assert got[:4] == [1234567.5, -1000.0, 12.0, 7.5]
+    assert all(np.isnan(got[4:]))  # decimal commas and malformed thousands are not guessed
+    mostly = pd.Series([str(v) for v in range(100)] + ["unknown"] * 20 + ["?"] * 5)
+    assert is_numeric(mostly) and not is_numeric(pd.Series(["A1", "B2", "1", "2"]))
+    frame = pd.DataFrame({"y": [0, 1, 0], "t": [1, 2, 3], "n": ["5", "unknown", None],
+                          "empty": [None, None, None]})  # fmt: skip
+    assert infer_schema(frame, "y", "t").categorical == ("n",)  # too few numbers to tell
+    assert "empty" not in infer_schema(frame, "y", "t").numeric  # no value at all: left out
+    assert rows_to_features(frame, TableSchema("y", "t", (), ("n",), ())) == [
+        {"n": 5.0}, {"n=unknown": 1.0}, {"n__missing": 1.0}
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+def test_separators_and_compression(tmp_path: Path, sep: str) -> None:
+    frame = pd.DataFrame({"a b": ["x,y", "z"], "n": [1.5, 2.0], "y": ["yes", "no"]})
+    path = tmp_path / "t.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        frame.to_csv(f, index=False, sep=sep)
+    pd.testing.assert_frame_equal(read_table(path), frame, check_dtype=False)
+
+
+def test_dates_keep_one_format_for_the_column() -> None:
+    # Read value by value, "03/04/2024" would be March 4 and "13/04/2024" April 13.
+    frame = pd.DataFrame({"t": ["13/04/2024", "03/04/2024", "02/05/2024"], "v": [1, 2, 3]})
+    assert time_ordered(frame, "t")["v"].tolist() == [2, 1, 3]
+    frame = pd.DataFrame({"t": ["04/13/2024", "04/03/2024", "05/02/2024"], "v": [1, 2, 3]})
+    assert time_ordered(frame, "t")["v"].tolist() == [2, 1, 3]
