@@ -90,14 +90,15 @@ def evaluate(
         raise typer.BadParameter(str(exc)) from exc
     out = result.as_dict()
     if as_json:
-        print(json.dumps(out))
+        print(json.dumps(out, allow_nan=False))
         return
     table = Table(title=f"{data.name}: {out['history_rows']} history rows, {out['rows']} scored")
     table.add_column("metric")
     table.add_column("value", justify="right")
     effects = out.pop("sensitivity", None)
     for key, value in out.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        shown = "–" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
     Console().print(table)
     if effects:
         t = Table(title="sensitivity: AUC loss per column or group")

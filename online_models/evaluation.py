@@ -196,8 +196,9 @@ class EvaluationResult:
             out["folds_auc_mean"] = sum(self.folds) / len(self.folds)
         if self.sensitivity is not None:
             out["sensitivity"] = self.sensitivity
+        # NaN (an AUC without both classes) is not JSON: it prints as null.
         return {
-            k: (round(v, 6) if isinstance(v, float) and not math.isnan(v) else v)
+            k: ((None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v)
             for k, v in out.items()
         }
 

@@ -524,7 +524,10 @@ def _select(
         x = encoding.matrix(xs)
         starts: list[Array | None] = [None] * folds
         best: tuple[Array, NewtonLogistic] | None = None
+        worse = 0  # successive c's worse than the best: log loss is unimodal in log c
         for c in grid:
+            if worse == 2:
+                break
             aucs, losses = [], np.empty(n)
             for f in range(folds):
                 lo, hi = f * n // folds, (f + 1) * n // folds
@@ -539,6 +542,9 @@ def _select(
             tried.append(Candidate(c, log_skewed, float(losses.mean()), mean_auc, knots))
             if best is None or losses.mean() < best[0].mean():
                 best = (losses, NewtonLogistic(c=c, log_skewed=log_skewed, clip=clip, knots=knots))
+                worse = 0
+            else:
+                worse += 1
         if best is not None:
             bests.append((best[0], best[1], encoding, x))
     if not bests:

@@ -268,3 +268,13 @@ def test_a_group_of_columns_is_removed_and_shuffled_together(tmp_path: Path) -> 
     assert {r["column"] for r in rows} == {"opens", "clicks", "noise", "email"}
     bad = subprocess.run([*cli, "--group", "email"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "is not NAME=COL,COL" in bad.stderr
+
+
+def test_a_holdout_of_one_class_prints_valid_json_with_a_null_auc(tmp_path: Path) -> None:
+    frame = mixed(8, n=600)
+    frame.loc[300:, "label"] = "no"  # no conversion among the latest rows
+    frame.to_csv(tmp_path / "leads.csv", index=False)
+    out = _cli_evaluate(tmp_path / "leads.csv", "ts")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert result["auc"] is None and result["positives"] == 0 and result["logloss"] > 0
