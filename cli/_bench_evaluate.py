@@ -163,7 +163,12 @@ DATASETS: dict[str, tuple[Callable[[int], pd.DataFrame], str, str, tuple[str, ..
 
 
 def sklearn_baseline(
-    frame: pd.DataFrame, label: str, time_col: str, ids: tuple[str, ...], holdout: float
+    frame: pd.DataFrame,
+    label: str,
+    time_col: str,
+    ids: tuple[str, ...],
+    holdout: float,
+    positive: str | None = None,
 ) -> Metrics:
     """Batch logistic regression on the history, scored on the holdout."""
     from sklearn.compose import ColumnTransformer
@@ -177,7 +182,7 @@ def sklearn_baseline(
 
     schema = infer_schema(frame, label, time_col, ids)
     frame = time_ordered(labelled(frame, label)[0], time_col)
-    y = np.array(labels(frame[label].tolist(), label))
+    y = np.array(labels(frame[label].tolist(), label, positive))
     split = history_size(len(frame), holdout)
     features = frame[list(schema.numeric) + list(schema.categorical)].copy()
     for c in schema.numeric:
@@ -224,6 +229,29 @@ def summary(runs: list[dict[str, Any]], within: float = 0.02) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def one_table(
+    frame: pd.DataFrame,
+    label: str,
+    time_col: str,
+    ids: tuple[str, ...] = (),
+    holdout: float = 0.5,
+    positive: str | None = None,
+) -> dict[str, Any]:
+    """`evaluate` (default model and ``sgd``) and the batch baseline on one table."""
+    ours = evaluate(frame, label, time_col, ids, holdout=holdout, positive=positive)
+    sgd = evaluate(frame, label, time_col, ids, holdout=holdout, model="sgd", positive=positive)
+    base = sklearn_baseline(frame, label, time_col, ids, holdout, positive)
+    return {
+        "rows": len(frame), "positive_rate": round(ours.metrics.positives / ours.metrics.rows, 3),
+        "auc": round(ours.metrics.auc, 4), "sklearn_auc": round(base.auc, 4),
+        "auc_gap": round(base.auc - ours.metrics.auc, 4),
+        "lift_top_decile": round(ours.metrics.lift_top_decile, 3),
+        "sklearn_lift_top_decile": round(base.lift_top_decile, 3),
+        "sgd_auc": round(sgd.metrics.auc, 4), "sgd_lift_top_decile": round(sgd.metrics.lift_top_decile, 3),
+        "seconds": round(ours.seconds, 2),
+    }  # fmt: skip
+
+
 def compare(
     seeds: int = 5, holdout: float = 0.5, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
@@ -239,19 +267,7 @@ def compare(
         for seed in range(seeds):
             if progress is not None:
                 progress(f"{name} seed {seed}")
-            frame = make(seed)
-            ours = evaluate(frame, label, time_col, ids, holdout=holdout)
-            sgd = evaluate(frame, label, time_col, ids, holdout=holdout, model="sgd")
-            base = sklearn_baseline(frame, label, time_col, ids, holdout)
-            runs.append({
-                "seed": seed, "rows": len(frame), "positive_rate": round(ours.metrics.positives / ours.metrics.rows, 3),
-                "auc": round(ours.metrics.auc, 4), "sklearn_auc": round(base.auc, 4),
-                "auc_gap": round(base.auc - ours.metrics.auc, 4),
-                "lift_top_decile": round(ours.metrics.lift_top_decile, 3),
-                "sklearn_lift_top_decile": round(base.lift_top_decile, 3),
-                "sgd_auc": round(sgd.metrics.auc, 4), "sgd_lift_top_decile": round(sgd.metrics.lift_top_decile, 3),
-                "seconds": round(ours.seconds, 2),
-            })  # fmt: skip
+            runs.append({"seed": seed, **one_table(make(seed), label, time_col, ids, holdout)})
         every += runs
         results[name] = {
             "runs": runs,

@@ -294,10 +294,26 @@ def load(
 def evaluate_quality(
     seeds: Annotated[int, typer.Option(help="data sets of each shape")] = 5,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+    file: Annotated[
+        Path | None,
+        typer.Option(help="compare on this labelled file instead (needs --label and --time)"),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="with --file: the label column")] = None,
+    time_col: Annotated[
+        str | None, typer.Option("--time", help="with --file: the column rows are ordered by")
+    ] = None,
+    id_columns: Annotated[
+        list[str] | None, typer.Option("--id", help="with --file: id columns to leave out")
+    ] = None,
+    positive: Annotated[
+        str | None, typer.Option(help="with --file: the label value that counts as a conversion")
+    ] = None,
 ) -> None:
     """`leadstream evaluate` against a batch scikit-learn logistic regression on the same history.
 
-    Generated tables shaped like real lead data (many weak numeric columns, imbalance,
+    With `--file`, on one labelled file of your own (results in
+    `evaluate-<file name>.json`). Otherwise on generated tables shaped like real lead
+    data (many weak numeric columns, imbalance,
     high-cardinality categories, missing values, counts with diminishing effects, numbers
     with thresholds, peaks and sentinel values, 5% positives in 5,000 rows), five shapes ×
     `--seeds`; per table and a summary: tables within 0.02 AUC, tables with a
@@ -306,7 +322,12 @@ def evaluate_quality(
     """
     from cli._bench_evaluate import compare
 
-    result = {"benchmark": "evaluate", "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    result: dict[str, Any] = {
+        "benchmark": "evaluate", "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    if file is not None:
+        _evaluate_file(file, label, time_col, tuple(id_columns or ()), positive, out, result)
+        return
     with console.status("evaluating") as status:
         result |= compare(seeds=seeds, progress=status.update)
     out.mkdir(parents=True, exist_ok=True)
@@ -334,6 +355,35 @@ def evaluate_quality(
     console.print(t)
     console.print(f"summary: {result['summary']}")
     console.print(f"targets: {result['targets']}; results: {path}")
+
+
+def _evaluate_file(
+    file: Path,
+    label: str | None,
+    time_col: str | None,
+    ids: tuple[str, ...],
+    positive: str | None,
+    out: Path,
+    result: dict[str, Any],
+) -> None:
+    from cli._bench_evaluate import one_table
+    from online_models.tables import read_table
+
+    if not file.is_file():
+        raise typer.BadParameter(f"{file} does not exist", param_hint="--file")
+    if label is None or time_col is None:
+        raise typer.BadParameter("name the label and time columns", param_hint="--label/--time")
+    with console.status(f"evaluating {file.name}"):
+        try:
+            run = one_table(read_table(file), label, time_col, ids, positive=positive)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    result |= {"file": file.name, "label": label, "time": time_col, **run}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"evaluate-{file.name.split('.')[0]}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print_json(json.dumps(run))
+    console.print(f"results: {path}")
 
 
 @bench_app.command("recommendations")

@@ -196,10 +196,10 @@ def test_sensitivity_ranks_the_informative_columns_first() -> None:
     assert abs(by["noise"]["auc_loss_shuffled"]) < 0.01
 
 
-def _cli_evaluate(path: Path, time_col: str) -> subprocess.CompletedProcess[str]:
+def _cli_evaluate(path: Path, time_col: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli.main", "evaluate", str(path), "--label", "label",
-         "--time", time_col, "--json"],
+         "--time", time_col, "--json", *extra],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -278,3 +278,22 @@ def test_a_holdout_of_one_class_prints_valid_json_with_a_null_auc(tmp_path: Path
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert result["auc"] is None and result["positives"] == 0 and result["logloss"] > 0
+
+
+def test_bench_compares_with_the_batch_baseline_on_a_file_of_ones_own(tmp_path: Path) -> None:
+    frame = mixed(9, n=1500)
+    frame["label"] = frame["label"].map({"yes": "hot", "no": "cold"})
+    frame.to_csv(tmp_path / "mine.csv", index=False, sep=";")
+    base = [sys.executable, "-m", "cli.main", "bench", "evaluate", "--file", str(tmp_path / "mine.csv")]
+    out = subprocess.run([*base, "--label", "label", "--time", "ts", "--positive", "hot",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "evaluate-mine.json").read_text())
+    cli = json.loads(_cli_evaluate(tmp_path / "mine.csv", "ts", "--positive", "hot").stdout)
+    assert result["auc"] == round(cli["auc"], 4) and result["file"] == "mine.csv"
+    expected = sklearn_baseline(frame.assign(label=frame["label"] == "hot"), "label", "ts", (), 0.5)
+    assert result["sklearn_auc"] == round(expected.auc, 4)
+    missing = subprocess.run([*base, "--out", str(tmp_path)], capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert missing.returncode == 2 and "name the label and time columns" in missing.stderr
+
