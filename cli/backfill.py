@@ -42,7 +42,7 @@ def backfill(
     source: Annotated[
         str,
         typer.Argument(
-            help="a CSV or Parquet file, a PostgreSQL URL (postgresql://…, with --table or"
+            help="a CSV, Parquet or Excel file, a PostgreSQL URL (postgresql://…, with --table or"
             " --query), or `clickhouse` (the configured ClickHouse: --query, or the stored"
             " leads and outcomes)",
         ),

@@ -18,7 +18,7 @@ def evaluate(
         Path,
         typer.Argument(
             help="CSV (comma, semicolon, tab or pipe; UTF-8 or Windows encoding; may be "
-            ".gz) or Parquet file with one labelled row per lead"
+            ".gz), Parquet file or Excel workbook with one labelled row per lead"
         ),
     ],
     label: Annotated[

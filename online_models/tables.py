@@ -16,6 +16,7 @@ import lzma
 import math
 import re
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,8 @@ MAX_WORDS_IN_NUMBERS = 10
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV (any of ``, ; tab |``, UTF-8 or a Windows encoding, optionally .gz/.bz2/.xz) or Parquet file.
+    """A CSV (any of ``, ; tab |``, UTF-8 or a Windows encoding, optionally .gz/.bz2/.xz),
+    Parquet file or Excel workbook (its first sheet), told apart by content, not by name.
 
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "t.csv"
@@ -48,9 +50,15 @@ def read_table(path: Path) -> pd.DataFrame:
     >>> read_table(p).to_dict("records")
     [{'id': 1, 'job': 'administración', 'y': 'yes'}]
     """
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in {".parquet", ".pq"}:
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1":
         return pd.read_parquet(path)
+    if magic == b"PK\x03\x04":  # a zip: an Excel workbook, or a zipped CSV
+        if "xl/workbook.xml" in zipfile.ZipFile(path).namelist():
+            return pd.read_excel(path, engine="openpyxl")
+        raise ValueError(f"{path} is a zip archive: unzip it and give the CSV inside")
+    suffixes = [s.lower() for s in path.suffixes]
     opener = _OPENERS.get(suffixes[-1] if suffixes else "", cast(Callable[..., IO[str]], open))
     for encoding in _ENCODINGS:
         try:

@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,15 @@ def test_dates_keep_one_format_for_the_column() -> None:
     assert time_ordered(frame, "t")["v"].tolist() == [2, 1, 3]
     frame = pd.DataFrame({"t": ["04/13/2024", "04/03/2024", "05/02/2024"], "v": [1, 2, 3]})
     assert time_ordered(frame, "t")["v"].tolist() == [2, 1, 3]
+
+
+def test_parquet_and_excel_are_told_by_content_and_a_zip_names_the_fix(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"t": [1, 2, 3], "c": ["a", "b", "a"], "n": [1.5, None, 2.0]})
+    frame.to_parquet(tmp_path / "a.csv")  # a misnamed file: the content decides
+    pd.testing.assert_frame_equal(read_table(tmp_path / "a.csv"), frame)
+    frame.to_excel(tmp_path / "b.csv", index=False, engine="xlsxwriter")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "b.csv"), frame, check_dtype=False)
+    with zipfile.ZipFile(tmp_path / "c.zip", "w") as z:
+        z.writestr("leads.csv", frame.to_csv(index=False))
+    with pytest.raises(ValueError, match="is a zip archive: unzip it"):
+        read_table(tmp_path / "c.zip")
