@@ -8,9 +8,25 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    """Stages with bars and times, on standard error (standard output stays the JSON)."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )  # fmt: skip
 
 
 def evaluate(
@@ -80,14 +96,24 @@ def evaluate(
                 param_hint="--group",
             )
         groups[name.strip()] = [c.strip() for c in columns.split(",") if c.strip()]
-    frame = read_table(data)
-    try:
-        result = run(
-            frame, label, time, id_columns or (), holdout, passes, threshold, folds, sensitivity,
-            model=model, groups=groups, positive=positive,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    with _progress() as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        reading = progress.add_task(f"reading {data.name}", total=None)
+        try:
+            frame = read_table(data)
+            progress.update(reading, total=1, completed=1)
+            result = run(
+                frame, label, time, id_columns or (), holdout, passes, threshold, folds,
+                sensitivity, model=model, groups=groups, positive=positive, progress=report,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
     out = result.as_dict()
     if as_json:
         print(json.dumps(out, allow_nan=False))

@@ -30,6 +30,12 @@ from online_models.tables import (
     time_ordered,
 )
 
+#: The stages ``evaluate`` reports to its ``progress`` callback.
+CHOOSING, FOLDS, SENSITIVITY, SCORING = (
+    "choosing the model on the history", "cross-validation", "sensitivity",
+    "scoring test-then-train",
+)  # fmt: skip
+
 
 @dataclass
 class Metrics:
@@ -219,6 +225,7 @@ def evaluate(
     model: str = "newton",
     groups: Mapping[str, Sequence[str]] | None = None,
     positive: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> EvaluationResult:
     """Backfill on the history part, then test-then-train on the rest.
 
@@ -240,6 +247,9 @@ def evaluate(
         The label value that counts as a conversion, when the label is not 0/1,
         true/false, yes/no or another known pair (see :func:`~online_models.tables.labels`).
         Rows without a label are left out and counted.
+    progress
+        Called with ``(stage, done, total)`` as the work goes on (the stages: choosing
+        the model, cross-validation, sensitivity, scoring test-then-train).
     groups
         Named groups of columns (implies ``sensitivity``): each group is also removed,
         and shuffled as a block, at once.
@@ -253,6 +263,7 @@ def evaluate(
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     started = time.perf_counter()
+    report = progress or (lambda stage, done, total: None)
     schema = infer_schema(frame, label, time_col, ids)
     checked = _checked_groups(groups or {}, schema)
     sensitivity = sensitivity or bool(checked)
@@ -268,7 +279,9 @@ def evaluate(
 
         blas_context = one_blas_thread
 
+        report(CHOOSING, 0, 1)
         chosen, _ = select(xs[:split], ys[:split])
+        report(CHOOSING, 1, 1)
         scorer: Scorer = chosen
 
         def fresh() -> NewtonLogistic:
@@ -279,7 +292,7 @@ def evaluate(
         ) -> None:
             m.learn_many(xs_, ys_)
 
-        fold_aucs = _cross_validate(xs[:split], ys[:split], folds, fresh, fit, seed)
+        fold_aucs = _cross_validate(xs[:split], ys[:split], folds, fresh, fit, seed, report)
     else:
         prior = max(0.01, min(0.99, sum(ys[:split]) / split))
 
@@ -291,11 +304,15 @@ def evaluate(
         ) -> None:
             backfill(m, xs_, ys_, passes, s)
 
-        fold_aucs = _cross_validate(xs[:split], ys[:split], folds, fresh_sgd, fit_sgd, seed)
+        fold_aucs = _cross_validate(
+            xs[:split], ys[:split], folds, fresh_sgd, fit_sgd, seed, report
+        )
+        report(CHOOSING, 0, 1)
         scorer = fresh_sgd()
         backfill(scorer, xs[:split], ys[:split], passes, seed)
+        report(CHOOSING, 1, 1)
     effects = (
-        column_sensitivity(scorer, xs[split:], ys[split:], schema, seed, checked)
+        column_sensitivity(scorer, xs[split:], ys[split:], schema, seed, checked, report)
         if sensitivity
         else None
     )
@@ -303,10 +320,14 @@ def evaluate(
         in_sample = [scorer.predict_proba_one(x)[True] for x in xs[:split]]
         threshold = best_f1_threshold(ys[:split], in_sample)
     scores = []
+    total = len(xs) - split
     with blas_context():
-        for x, y in zip(xs[split:], ys[split:], strict=True):
+        for i, (x, y) in enumerate(zip(xs[split:], ys[split:], strict=True)):
+            if i % 250 == 0:
+                report(SCORING, i, total)
             scores.append(scorer.predict_proba_one(x)[True])
             scorer.learn_one(x, bool(y))
+    report(SCORING, total, total)
     metrics = Metrics.compute(ys[split:], scores, threshold)
     seconds = time.perf_counter() - started
     return EvaluationResult(metrics, split, seconds, fold_aucs, effects, tuple(scores), unlabelled)
@@ -341,6 +362,7 @@ def column_sensitivity(
     schema: TableSchema,
     seed: int,
     groups: dict[str, tuple[str, ...]] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """How the (frozen) model's AUC moves when each column, or group, is removed or shuffled.
 
@@ -357,7 +379,9 @@ def column_sensitivity(
         (c, frozenset([c]), False) for c in (*schema.numeric, *schema.categorical)
     ]
     units += [(name, frozenset(cols), True) for name, cols in (groups or {}).items()]
-    for name, columns, is_group in units:
+    for done, (name, columns, is_group) in enumerate(units):
+        if progress is not None:
+            progress(SENSITIVITY, done, len(units))
         removed = [{k: v for k, v in x.items() if _column(k) not in columns} for x in xs]
         parts = [{k: v for k, v in x.items() if _column(k) in columns} for x in xs]
         rng.shuffle(parts)
@@ -372,11 +396,19 @@ def column_sensitivity(
             "auc_loss_without": round(base - auc_removed, 4),
             "auc_loss_shuffled": round(base - auc_shuffled, 4),
         })  # fmt: skip
+    if progress is not None:
+        progress(SENSITIVITY, len(units), len(units))
     return sorted(out, key=lambda r: -max(r["auc_loss_without"], r["auc_loss_shuffled"]))
 
 
 def _cross_validate(
-    xs: Sequence[dict[str, float]], ys: Sequence[int], k: int, fresh: Any, fit: Any, seed: int
+    xs: Sequence[dict[str, float]],
+    ys: Sequence[int],
+    k: int,
+    fresh: Any,
+    fit: Any,
+    seed: int,
+    progress: Callable[[str, int, int], None],
 ) -> list[float] | None:
     """AUC of each of ``k`` contiguous folds, the model fitted on the others; None if k < 2."""
     if k < 2:
@@ -384,10 +416,12 @@ def _cross_validate(
     n = len(xs)
     out = []
     for f in range(k):
+        progress(FOLDS, f, k)
         lo, hi = f * n // k, (f + 1) * n // k
         model = fresh()
         train_x = [*xs[:lo], *xs[hi:]]
         train_y = [*ys[:lo], *ys[hi:]]
         fit(model, train_x, train_y, seed + f)
         out.append(auc(ys[lo:hi], [model.predict_proba_one(x)[True] for x in xs[lo:hi]]))
+    progress(FOLDS, k, k)
     return out

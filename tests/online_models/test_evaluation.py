@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -14,7 +15,15 @@ import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from cli._bench_evaluate import mixed, nonlinear, numeric_wide, sklearn_baseline, wide_mixed
-from online_models.evaluation import Metrics, auc, evaluate
+from online_models.evaluation import (
+    CHOOSING,
+    FOLDS,
+    SCORING,
+    SENSITIVITY,
+    Metrics,
+    auc,
+    evaluate,
+)
 from online_models.tables import infer_schema, labels
 
 
@@ -297,3 +306,14 @@ def test_bench_compares_with_the_batch_baseline_on_a_file_of_ones_own(tmp_path: 
                              timeout=120)  # fmt: skip
     assert missing.returncode == 2 and "name the label and time columns" in missing.stderr
 
+
+
+def test_progress_reports_every_stage_to_its_end() -> None:
+    seen: dict[str, list[tuple[int, int]]] = {}
+    frame = mixed(10, n=1200)
+    evaluate(frame, "label", "ts", folds=3, sensitivity=True,
+             progress=lambda stage, done, total: seen.setdefault(stage, []).append((done, total)))  # fmt: skip
+    assert set(seen) == {CHOOSING, FOLDS, SENSITIVITY, SCORING}
+    assert seen[FOLDS][-1] == (3, 3) and seen[SCORING][-1] == (600, 600)
+    assert seen[SENSITIVITY][-1] == (11, 11)  # 11 feature columns
+    assert all(a[0] <= b[0] for s in seen.values() for a, b in itertools.pairwise(s))
