@@ -123,7 +123,12 @@ def evaluate(
     table.add_column("value", justify="right")
     effects = out.pop("sensitivity", None)
     for key, value in out.items():
-        shown = "–" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+        shown = (
+            "–" if value is None or value == []
+            else f"{value:.4f}" if isinstance(value, float)
+            else ", ".join(value) if isinstance(value, list)
+            else str(value)
+        )  # fmt: skip
         table.add_row(key, shown)
     Console().print(table)
     if effects:

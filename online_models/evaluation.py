@@ -187,6 +187,8 @@ class EvaluationResult:
     scores: tuple[float, ...] = ()
     #: Rows left out because their label was missing.
     unlabelled_rows: int = 0
+    #: Columns left out as identifiers (given, or found by their name and unique values).
+    ids: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         m = self.metrics
@@ -195,7 +197,7 @@ class EvaluationResult:
             "brier": m.brier, "precision": m.precision, "recall": m.recall, "f1": m.f1,
             "threshold": m.threshold, "lift_top_decile": m.lift_top_decile,
             "history_rows": self.history_rows, "unlabelled_rows": self.unlabelled_rows,
-            "seconds": round(self.seconds, 3),
+            "id_columns": list(self.ids), "seconds": round(self.seconds, 3),
         }  # fmt: skip
         if self.folds is not None:
             out["folds_auc"] = self.folds
@@ -330,7 +332,9 @@ def evaluate(
     report(SCORING, total, total)
     metrics = Metrics.compute(ys[split:], scores, threshold)
     seconds = time.perf_counter() - started
-    return EvaluationResult(metrics, split, seconds, fold_aucs, effects, tuple(scores), unlabelled)
+    return EvaluationResult(
+        metrics, split, seconds, fold_aucs, effects, tuple(scores), unlabelled, schema.ids
+    )
 
 
 def _column(feature: str) -> str:

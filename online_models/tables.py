@@ -79,6 +79,29 @@ def _separator(f: IO[str]) -> str:
         return max(",;\t|", key=header.count)
 
 
+#: Names that say "identifier": ``id``, ``lead_id``, ``Prospect ID``, ``customerID``,
+#: ``uuid``, ``Lead Number``, ``record_key``.
+_ID_WORD = re.compile(r"(?:^|[_\s.\-])(?:id|uuid|guid|key|number|no)$", re.IGNORECASE)
+_ID_CAMEL = re.compile(r"[a-z](?:Id|ID)$")
+
+
+def is_id(name: str, values: pd.Series) -> bool:
+    """A column named like an identifier whose values are all given and all different.
+
+    Such a column cannot carry over to new leads (a number only counts up with time);
+    ``account_id`` shared by several leads is not one.
+
+    >>> is_id("Lead Number", pd.Series([660737, 660728, 660727]))
+    True
+    >>> is_id("account_id", pd.Series(["a", "b", "a"])), is_id("visits", pd.Series([1, 2, 3]))
+    (False, False)
+    """
+    name = name.strip()
+    if not (_ID_WORD.search(name) or _ID_CAMEL.search(name)) or values.isna().any():
+        return False
+    return bool(values.nunique() == len(values))
+
+
 @dataclass(frozen=True)
 class TableSchema:
     """Which columns are what, decided from the data."""
@@ -131,7 +154,8 @@ def infer_schema(
 ) -> TableSchema:
     """Numeric columns stay numbers, the rest are categories; ids and the label are left out.
 
-    A column counts as numeric by :func:`is_numeric`; a column with no value at all is left out.
+    A column counts as numeric by :func:`is_numeric`; a column with no value at all is left
+    out, and so is one that :func:`is_id` finds to be an identifier, besides ``ids``.
 
     >>> f = pd.DataFrame({"y": [0, 1], "t": [1, 2], "a": ["1.5", "x"], "b": [1, None], "c": ["u", "v"]})
     >>> s = infer_schema(f, "y", "t")
@@ -144,13 +168,14 @@ def infer_schema(
                 f"column {col!r} is not in the file; columns are: {', '.join(map(str, frame.columns))}"
             )
     skip = {label, time_col, *ids}
+    found = [str(c) for c in frame.columns if c not in skip and is_id(str(c), frame[c])]
     numeric: list[str] = []
     categorical: list[str] = []
     for col in frame.columns:
-        if col in skip or frame[col].isna().all():
+        if col in skip or col in found or frame[col].isna().all():
             continue
         (numeric if is_numeric(frame[col]) else categorical).append(str(col))
-    return TableSchema(label, time_col, tuple(ids), tuple(numeric), tuple(categorical))
+    return TableSchema(label, time_col, (*ids, *found), tuple(numeric), tuple(categorical))
 
 
 def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from cli._bench_evaluate import mixed
+from online_models.evaluation import evaluate
 from online_models.tables import (
     TableSchema,
     infer_schema,
@@ -131,3 +132,19 @@ def test_parquet_and_excel_are_told_by_content_and_a_zip_names_the_fix(tmp_path:
         z.writestr("leads.csv", frame.to_csv(index=False))
     with pytest.raises(ValueError, match="is a zip archive: unzip it"):
         read_table(tmp_path / "c.zip")
+
+
+def test_identifier_columns_are_found_by_name_and_unique_values() -> None:
+    frame = mixed(7, n=600).assign(
+        lead_id=range(600),  # counts up with time: a trend that cannot carry over
+        customerID=[f"C{i:05d}" for i in range(600)],
+        account_id=[f"A{i % 50}" for i in range(600)],  # shared by several leads: a feature
+        paid=np.arange(600) * 1.5,  # unique numbers, but not named like an identifier
+    )
+    schema = infer_schema(frame, "label", "ts", ids=("n7",))
+    assert schema.ids == ("n7", "lead_id", "customerID")
+    assert "account_id" in schema.categorical and "paid" in schema.numeric
+    frame.loc[3, "lead_id"] = None  # an identifier is always given
+    assert "lead_id" in infer_schema(frame, "label", "ts").numeric
+    result = evaluate(frame.assign(lead_id=range(600)), "label", "ts").as_dict()
+    assert result["id_columns"] == ["lead_id", "customerID"]
