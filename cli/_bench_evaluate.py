@@ -184,14 +184,16 @@ def sklearn_baseline(
     frame = time_ordered(labelled(frame, label)[0], time_col)
     y = np.array(labels(frame[label].tolist(), label, positive))
     split = history_size(len(frame), holdout)
-    features = frame[list(schema.numeric) + list(schema.categorical)].copy()
+    # Dates are categories here, as a plain batch pipeline would take them.
+    categorical = list(schema.categorical) + list(schema.dates)
+    features = frame[list(schema.numeric) + categorical].copy()
     for c in schema.numeric:
         features[c] = numbers(features[c])
-    for c in schema.categorical:
+    for c in categorical:
         features[c] = features[c].astype("string").fillna("__missing__")
     pre = ColumnTransformer([
         ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), list(schema.numeric)),
-        ("cat", OneHotEncoder(handle_unknown="ignore"), list(schema.categorical)),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
     ])  # fmt: skip
     model = make_pipeline(pre, LogisticRegression(max_iter=5000))
     model.fit(features.iloc[:split], y[:split])

@@ -345,7 +345,7 @@ def _column(feature: str) -> str:
 def _checked_groups(
     groups: Mapping[str, Sequence[str]], schema: TableSchema
 ) -> dict[str, tuple[str, ...]]:
-    features = {*schema.numeric, *schema.categorical}
+    features = {*schema.numeric, *schema.categorical, *schema.dates}
     out = {}
     for name, columns in groups.items():
         unknown = [c for c in columns if c not in features]
@@ -380,7 +380,7 @@ def column_sensitivity(
     rng = random.Random(seed)  # noqa: S311 - shuffling, not security
     out = []
     units: list[tuple[str, frozenset[str], bool]] = [
-        (c, frozenset([c]), False) for c in (*schema.numeric, *schema.categorical)
+        (c, frozenset([c]), False) for c in (*schema.numeric, *schema.categorical, *schema.dates)
     ]
     units += [(name, frozenset(cols), True) for name, cols in (groups or {}).items()]
     for done, (name, columns, is_group) in enumerate(units):

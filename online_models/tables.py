@@ -111,6 +111,8 @@ class TableSchema:
     ids: tuple[str, ...]
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
+    #: Date columns, as ages in days at the row's time (only with a date as the time column).
+    dates: tuple[str, ...] = ()
 
 
 def numbers(values: pd.Series) -> pd.Series:
@@ -149,13 +151,34 @@ def is_numeric(values: pd.Series) -> bool:
     return bool(share >= 0.95 or (share >= 0.5 and few_words))
 
 
+def is_date(values: pd.Series) -> bool:
+    """Dates or times: at least 95% of the values given carry a four-digit year and read as dates.
+
+    >>> is_date(pd.Series(["2024-03-01", "01/04/2024 10:00", None]))
+    True
+    >>> is_date(pd.Series(["1-10", "11-50", "51-200"])), is_date(pd.Series([2021, 2022]))
+    (False, False)
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return True
+    present = values.dropna()
+    if not len(present) or pd.api.types.is_numeric_dtype(present):
+        return False
+    text = present.astype(str)
+    if text.str.contains(r"(?<!\d)\d{4}(?!\d)", regex=True).mean() < 0.95:
+        return False
+    return bool(_dates(text).notna().mean() >= 0.95)
+
+
 def infer_schema(
     frame: pd.DataFrame, label: str, time_col: str, ids: Sequence[str] = ()
 ) -> TableSchema:
     """Numeric columns stay numbers, the rest are categories; ids and the label are left out.
 
     A column counts as numeric by :func:`is_numeric`; a column with no value at all is left
-    out, and so is one that :func:`is_id` finds to be an identifier, besides ``ids``.
+    out, and so is one that :func:`is_id` finds to be an identifier, besides ``ids``. When
+    the time column holds dates, other date columns (:func:`is_date`) become ``dates``:
+    ages in days at each row's time (``last_visit`` 3 days before the lead: 3.0).
 
     >>> f = pd.DataFrame({"y": [0, 1], "t": [1, 2], "a": ["1.5", "x"], "b": [1, None], "c": ["u", "v"]})
     >>> s = infer_schema(f, "y", "t")
@@ -171,11 +194,19 @@ def infer_schema(
     found = [str(c) for c in frame.columns if c not in skip and is_id(str(c), frame[c])]
     numeric: list[str] = []
     categorical: list[str] = []
+    dates: list[str] = []
+    timed = not pd.api.types.is_numeric_dtype(frame[time_col])
     for col in frame.columns:
         if col in skip or col in found or frame[col].isna().all():
             continue
-        (numeric if is_numeric(frame[col]) else categorical).append(str(col))
-    return TableSchema(label, time_col, (*ids, *found), tuple(numeric), tuple(categorical))
+        if is_numeric(frame[col]):
+            numeric.append(str(col))
+        elif timed and is_date(frame[col]):
+            dates.append(str(col))
+        else:
+            categorical.append(str(col))
+    return TableSchema(label, time_col, (*ids, *found), tuple(numeric), tuple(categorical),
+                       tuple(dates))  # fmt: skip
 
 
 def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
@@ -224,6 +255,13 @@ def _dates(values: pd.Series) -> pd.Series:
             if not (with_format.isna() & values.notna()).any():
                 return with_format
         return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+
+
+def _when(values: pd.Series) -> pd.Series:
+    """Times in UTC, from datetimes (naive ones taken as UTC) or text."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.to_datetime(values, utc=True)
+    return _dates(values.astype("string"))
 
 
 def _word(value: Any) -> str:
@@ -326,6 +364,11 @@ def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str,
     [{'n': 1200.0, 'c=a': 1.0}, {'n=unknown': 1.0, 'c=__missing__': 1.0}, {'n__missing': 1.0, 'c=b': 1.0}]
     """
     numeric = {c: (numbers(frame[c]).tolist(), frame[c].tolist()) for c in schema.numeric}
+    if schema.dates:
+        at = _when(frame[schema.time])
+        for c in schema.dates:
+            numeric[c] = (((at - _when(frame[c])).dt.total_seconds() / 86400).tolist(),
+                          frame[c].tolist())  # fmt: skip
     categorical = {c: frame[c].tolist() for c in schema.categorical}
     out = []
     for i in range(len(frame)):

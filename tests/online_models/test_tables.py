@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli._bench_evaluate import mixed
+from cli._bench_evaluate import mixed, sklearn_baseline
 from online_models.evaluation import evaluate
 from online_models.tables import (
     TableSchema,
@@ -148,3 +148,31 @@ def test_identifier_columns_are_found_by_name_and_unique_values() -> None:
     assert "lead_id" in infer_schema(frame, "label", "ts").numeric
     result = evaluate(frame.assign(lead_id=range(600)), "label", "ts").as_dict()
     assert result["id_columns"] == ["lead_id", "customerID"]
+
+
+def test_date_columns_become_ages_at_the_rows_time() -> None:
+    rng = np.random.default_rng(12)
+    n = 3000
+    ts = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 365, n)), "D")
+    recency = rng.exponential(30, n)
+    frame = pd.DataFrame({
+        "ts": ts.strftime("%Y-%m-%d %H:%M"),
+        "last_visit": (ts - pd.to_timedelta(recency, "D")).strftime("%d/%m/%Y"),  # day first
+        "size": rng.choice(["1-10", "11-50", "51-200"], n),  # not dates, though "1-10" parses
+        "founded": rng.integers(1950, 2020, n),  # years are numbers
+        "converted": (rng.random(n) < 1 / (1 + np.exp(1 + (recency - 30) / 10))).astype(int),
+    })  # fmt: skip
+    frame.loc[::50, "last_visit"] = None
+    schema = infer_schema(frame, "converted", "ts")
+    assert (schema.dates, schema.categorical, schema.numeric) == (("last_visit",), ("size",), ("founded",))
+    rows = rows_to_features(frame, schema)
+    ages = [r.get("last_visit") for r in rows]
+    assert all(abs(a - d) < 1.0 for a, d in zip(ages, recency, strict=True) if a is not None)
+    assert rows[0] == {"last_visit__missing": 1.0, "size=" + frame["size"][0]: 1.0,
+                       "founded": float(frame["founded"][0])}  # fmt: skip
+    ours = evaluate(frame, "converted", "ts")
+    base = sklearn_baseline(frame, "converted", "ts", (), 0.5)  # dates as categories
+    assert ours.metrics.auc > base.auc + 0.15, (ours.metrics.auc, base.auc)
+    # Without a date to measure from, a date column stays a category.
+    by_number = frame.assign(ts=range(n))
+    assert infer_schema(by_number, "converted", "ts").dates == ()
