@@ -199,7 +199,9 @@ def infer_schema(
     for col in frame.columns:
         if col in skip or col in found or frame[col].isna().all():
             continue
-        if is_numeric(frame[col]):
+        if pd.api.types.is_datetime64_any_dtype(frame[col]):  # Parquet: not a number
+            (dates if timed else categorical).append(str(col))
+        elif is_numeric(frame[col]):
             numeric.append(str(col))
         elif timed and is_date(frame[col]):
             dates.append(str(col))
@@ -269,9 +271,11 @@ def _word(value: Any) -> str:
 
 
 def _missing(value: Any) -> bool:
+    """None, NaN, NA, NaT or blank text."""
     return (
         value is None
         or value is pd.NA
+        or value is pd.NaT
         or (isinstance(value, float) and math.isnan(value))
         or (isinstance(value, str) and not value.strip())
     )

@@ -173,6 +173,10 @@ def test_date_columns_become_ages_at_the_rows_time() -> None:
     ours = evaluate(frame, "converted", "ts")
     base = sklearn_baseline(frame, "converted", "ts", (), 0.5)  # dates as categories
     assert ours.metrics.auc > base.auc + 0.15, (ours.metrics.auc, base.auc)
+    typed = frame.assign(ts=pd.to_datetime(frame["ts"]),
+                         last_visit=pd.to_datetime(frame["last_visit"], dayfirst=True))
+    assert infer_schema(typed, "converted", "ts").dates == ("last_visit",)  # as from Parquet
+    assert rows_to_features(typed, schema) == rows
     # Without a date to measure from, a date column stays a category.
     by_number = frame.assign(ts=range(n))
     assert infer_schema(by_number, "converted", "ts").dates == ()
