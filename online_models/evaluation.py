@@ -201,14 +201,26 @@ class EvaluationResult:
         }  # fmt: skip
         if self.folds is not None:
             out["folds_auc"] = self.folds
-            out["folds_auc_mean"] = sum(self.folds) / len(self.folds)
+            valid = [a for a in self.folds if not math.isnan(a)]  # a fold without both classes
+            out["folds_auc_mean"] = sum(valid) / len(valid) if valid else float("nan")
         if self.sensitivity is not None:
             out["sensitivity"] = self.sensitivity
-        # NaN (an AUC without both classes) is not JSON: it prints as null.
-        return {
-            k: ((None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v)
-            for k, v in out.items()
-        }
+        return {k: _json_number(v) for k, v in out.items()}
+
+
+def _json_number(v: Any) -> Any:
+    """Floats rounded to 6 places; NaN (an AUC without both classes) as None, which JSON has.
+
+    >>> _json_number([0.12345678, float("nan")]), _json_number({"a": float("nan")})
+    ([0.123457, None], {'a': None})
+    """
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 6)
+    if isinstance(v, list):
+        return [_json_number(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _json_number(x) for k, x in v.items()}
+    return v
 
 
 def evaluate(

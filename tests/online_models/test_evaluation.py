@@ -283,10 +283,12 @@ def test_a_holdout_of_one_class_prints_valid_json_with_a_null_auc(tmp_path: Path
     frame = mixed(8, n=600)
     frame.loc[300:, "label"] = "no"  # no conversion among the latest rows
     frame.to_csv(tmp_path / "leads.csv", index=False)
-    out = _cli_evaluate(tmp_path / "leads.csv", "ts")
+    out = _cli_evaluate(tmp_path / "leads.csv", "ts", "--folds", "3", "--sensitivity")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert result["auc"] is None and result["positives"] == 0 and result["logloss"] > 0
+    assert all(e["auc_without"] is None for e in result["sensitivity"])
+    assert len(result["folds_auc"]) == 3 and result["folds_auc_mean"] > 0.5  # history has both
 
 
 def test_bench_compares_with_the_batch_baseline_on_a_file_of_ones_own(tmp_path: Path) -> None:
