@@ -8,10 +8,13 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cli._bench_evaluate import mixed, sklearn_baseline
 from online_models.evaluation import evaluate
@@ -180,3 +183,45 @@ def test_date_columns_become_ages_at_the_rows_time() -> None:
     # Without a date to measure from, a date column stays a category.
     by_number = frame.assign(ts=range(n))
     assert infer_schema(by_number, "converted", "ts").dates == ()
+
+
+@st.composite
+def _tables(draw: st.DrawFn) -> pd.DataFrame:
+    n = draw(st.integers(30, 160))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    columns: dict[str, Any] = {}
+    for i in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["number", "category", "words", "empty", "constant", "date"]))
+        values: list[Any] = {
+            "number": lambda: list(rng.normal(size=n)),
+            "category": lambda: list(rng.choice(["a", "b", "c", "d"], n)),
+            "words": lambda: [str(round(v, 2)) if v > -1 else "unknown" for v in rng.normal(size=n)],
+            "empty": lambda: [None] * n,
+            "constant": lambda: ["x"] * n,
+            "date": lambda: [f"2024-{m:02d}-{d:02d}" for m, d in
+                             zip(rng.integers(1, 13, n), rng.integers(1, 29, n), strict=True)],
+        }[kind]()  # fmt: skip
+        share = draw(st.sampled_from([0.0, 0.1, 0.9]))
+        columns[f"{kind}{i}"] = [None if rng.random() < share else v for v in values]
+    pair = draw(st.sampled_from([(1, 0), ("yes", "no"), ("Won", "Open"), (True, False)]))
+    rate = draw(st.sampled_from([0.0, 0.05, 0.5]))
+    columns["label"] = [pair[0] if rng.random() < rate else pair[1] for _ in range(n)]
+    if draw(st.booleans()):
+        columns["label"][0] = None
+    dates = draw(st.booleans())
+    columns["ts"] = [f"{1 + i % 28:02d}/03/2024" for i in range(n)] if dates else list(range(n))
+    return pd.DataFrame(columns)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=_tables(), folds=st.sampled_from([0, 3]))
+def test_any_small_table_gives_json_or_an_error_that_names_the_problem(
+    frame: pd.DataFrame, folds: int
+) -> None:
+    try:
+        result = evaluate(frame, "label", "ts", folds=folds, sensitivity=True).as_dict()
+    except ValueError as exc:  # the one kind of failure, with a message for the user
+        assert str(exc)
+        return
+    json.dumps(result, allow_nan=False)
+    assert result["rows"] + result["history_rows"] + result["unlabelled_rows"] == len(frame)
