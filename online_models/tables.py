@@ -299,9 +299,10 @@ def labelled(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
 def labels(values: Iterable[Any], column: str, positive: str | None = None) -> list[int]:
     """0/1 labels from numbers (non-zero is 1) or words (yes/no, true/false, converted…).
 
-    With ``positive``, that value is 1 and every other is 0. Without it, a column of
-    two distinct values where only one is a known word (``won`` and ``open``) reads
-    the other as its opposite.
+    With ``positive``, that value is 1 and every other is 0 (``2`` matches ``2.0``).
+    Without it, a column of two distinct values where only one is a known word (``won``
+    and ``open``) reads the other as its opposite; two numbers neither of which is 0
+    (``1`` and ``2``) are an error asking which one is the conversion.
 
     >>> labels([1, 0, "yes", "No", True, 2.0, "1.0"], "y")
     [1, 0, 1, 0, 1, 1, 1]
@@ -312,14 +313,21 @@ def labels(values: Iterable[Any], column: str, positive: str | None = None) -> l
     """
     values = list(values)
     if positive is not None:
-        wanted = _word(positive)
-        words = [_word(v) for v in values]
+        wanted = _number_word(positive)
+        words = [_number_word(v) for v in values]
         if wanted not in words:
             raise ValueError(
                 f"label column {column!r} never has the value {positive!r}; "
                 f"its values are {_some(values)}"
             )
         return [int(w == wanted) for w in words]
+    numbers_seen = {_number_word(v) for v in values}
+    two_numbers = len(numbers_seen) == 2 and all(_is_number(v) for v in numbers_seen)
+    if two_numbers and "0" not in numbers_seen:
+        raise ValueError(
+            f"label column {column!r} has the values {_some(values)}: name the one that "
+            "counts as a conversion with --positive VALUE"
+        )
     out: list[int | None] = [_known(v) for v in values]
     unknown = {_word(v) for v, o in zip(values, out, strict=True) if o is None}
     if unknown:
@@ -335,6 +343,23 @@ def labels(values: Iterable[Any], column: str, positive: str | None = None) -> l
     return [int(o) for o in out if o is not None]
 
 
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _number_word(v: Any) -> str:
+    """A value's word, numbers written the same way whatever their type (``2``, ``2.0``)."""
+    word = _word(v)
+    if isinstance(v, bool) or not _is_number(word):
+        return word
+    number = float(word)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def _known(v: Any) -> int | None:
     if isinstance(v, bool):
         return int(v)
@@ -346,9 +371,10 @@ def _known(v: Any) -> int | None:
     if word in _FALSE:
         return 0
     try:
-        return int(float(word) != 0)
+        number = float(word)
     except ValueError:
         return None
+    return None if math.isnan(number) else int(number != 0)
 
 
 def _some(values: Sequence[Any], most: int = 5) -> str:

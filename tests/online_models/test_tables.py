@@ -88,6 +88,10 @@ def test_label_words() -> None:
         labels(["a", "b", "c"], "y")
     with pytest.raises(ValueError, match="--positive"):
         labels([1, 0, "maybe"], "y")  # two known classes and a third value: no guess
+    with pytest.raises(ValueError, match="'1', '2': name the one that counts as a conversion"):
+        labels([1, 2, 2, 1], "y")  # 1 and 2 (as in some public sets): which one converted?
+    assert labels([1.0, 2.0, 2.0], "y", positive="2") == [0, 1, 1]
+    assert labels([0, 1, 3, 0], "y") == [0, 1, 1, 0]  # a count of conversions: non-zero is 1
     frame, dropped = labelled(pd.DataFrame({"y": ["yes", "", None, "no", np.nan]}), "y")
     assert frame["y"].tolist() == ["yes", "no"] and dropped == 3
 
