@@ -35,6 +35,7 @@ _OPENERS: dict[str, Callable[..., IO[str]]] = {
 _ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 _CURRENCY_OR_PERCENT = re.compile(r"^[$€£¥]\s*|\s*%$")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?")
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
 #: A mostly numeric column keeps this many distinct words (``unknown``, ``n/a``, ``?``)
 #: as indicators of their own; with more, it is a categorical column.
 MAX_WORDS_IN_NUMBERS = 10
@@ -118,14 +119,25 @@ class TableSchema:
 def numbers(values: pd.Series) -> pd.Series:
     """The values as floats (NaN where not a number), reading ``$1,200``, ``€ 5`` and ``12%`` too.
 
+    A column with no ``.`` in it and a decimal comma that cannot be a thousands separator
+    (``3,5``) is read with decimal commas throughout, as European exports write them;
+    otherwise commas separate thousands.
+
     >>> numbers(pd.Series(["1,234.5", "$7", "12%", "?", None, "3,5", 2])).tolist()
     [1234.5, 7.0, 12.0, nan, nan, nan, 2.0]
+    >>> numbers(pd.Series(["3,5", "1,250", "-2", "7 %"])).tolist()
+    [3.5, 1.25, -2.0, 7.0]
     """
     parsed = pd.to_numeric(values, errors="coerce")
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
         return parsed.astype(float)
     text = values.astype(str).str.strip().str.replace(_CURRENCY_OR_PERCENT, "", regex=True)
-    text = text.where(~text.str.fullmatch(_THOUSANDS), text.str.replace(",", ""))
+    comma = text.str.fullmatch(_DECIMAL_COMMA)
+    thousands = text.str.fullmatch(_THOUSANDS)
+    if (comma & ~thousands).any() and not text.str.contains(".", regex=False).any():
+        text = text.where(~comma, text.str.replace(",", ".", regex=False))
+    else:
+        text = text.where(~thousands, text.str.replace(",", ""))
     return parsed.astype(float).fillna(pd.to_numeric(text, errors="coerce").astype(float))
 
 

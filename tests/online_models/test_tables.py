@@ -39,18 +39,20 @@ def _evaluate(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_an_untidy_export_gives_the_same_result_as_the_tidy_file(tmp_path: Path) -> None:
-    """Semicolons, Windows-1252, day-first dates, ``$1,234.50`` and ``12.5%``, label words,
+    """Semicolons, Windows-1252, day-first dates, ``$1,234.50``, ``12.5%`` and ``0,25``, label words,
     rows without a label: the same rows and metrics as the tidy CSV, to the last digit."""
     frame = mixed(5, n=1500)
     frame["industry"] = frame["industry"].str.replace("ind_1", "indústria_1")
     frame["n0"] = (frame["n0"] * 1000 + 5000).round(2)
     frame["n2"] = (frame["n2"] * 10 + 50).round(1)
+    frame["n3"] = frame["n3"].round(2)
     tidy = frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
     tidy.to_csv(tmp_path / "tidy.csv", index=False)
     untidy = frame.assign(
         ts=frame["ts"].dt.strftime("%d/%m/%Y %H:%M:%S"),
         n0=[f"${v:,.2f}" for v in frame["n0"]],
         n2=[f"{v}%" for v in frame["n2"]],
+        n3=[f"{v:.2f}".replace(".", ",") for v in frame["n3"]],  # decimal commas
         label=frame["label"].map({"yes": "Converted", "no": "Not Converted"}),
     )
     unlabelled = untidy.sample(7, random_state=1).assign(label=None)
@@ -100,7 +102,9 @@ def test_numbers_in_export_formats_and_words_among_numbers() -> None:
     values = pd.Series(["1,234,567.5", "-1,000", "€ 12", "7.5 %", "1,5", "12,34", "n/a"])
     got = numbers(values).tolist()
     assert got[:4] == [1234567.5, -1000.0, 12.0, 7.5]
-    assert all(np.isnan(got[4:]))  # decimal commas and malformed thousands are not guessed
+    assert all(np.isnan(got[4:]))  # with dots about: not decimal commas, nor thousands
+    european = numbers(pd.Series(["1,5", "12,34", "7", "1,250", None])).tolist()
+    assert european[:4] == [1.5, 12.34, 7.0, 1.25] and np.isnan(european[4])
     mostly = pd.Series([str(v) for v in range(100)] + ["unknown"] * 20 + ["?"] * 5)
     assert is_numeric(mostly) and not is_numeric(pd.Series(["A1", "B2", "1", "2"]))
     frame = pd.DataFrame({"y": [0, 1, 0], "t": [1, 2, 3], "n": ["5", "unknown", None],
