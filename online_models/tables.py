@@ -261,9 +261,8 @@ def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
 def _dates(values: pd.Series) -> pd.Series:
     """One format for the column (month first, else day first), else each value on its own."""
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", UserWarning
-        )  # "could not infer format": the fallbacks follow
+        # "Could not infer format" is what the fallbacks below are for.
+        warnings.simplefilter("ignore", UserWarning)
         for dayfirst in (False, True):
             with_format = pd.to_datetime(values, errors="coerce", utc=True, dayfirst=dayfirst)
             if not (with_format.isna() & values.notna()).any():
