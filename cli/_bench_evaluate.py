@@ -178,11 +178,10 @@ def sklearn_baseline(
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from online_models.evaluation import history_size
-    from online_models.tables import infer_schema, labelled, labels, numbers, time_ordered
+    from online_models.tables import numbers, prepare
 
-    schema = infer_schema(frame, label, time_col, ids)
-    frame = time_ordered(labelled(frame, label)[0], time_col)
-    y = np.array(labels(frame[label].tolist(), label, positive))
+    schema, frame, ys, _ = prepare(frame, label, time_col, ids, positive)
+    y = np.array(ys)
     split = history_size(len(frame), holdout)
     # Dates are categories here, as a plain batch pipeline would take them.
     categorical = list(schema.categorical) + list(schema.dates)

@@ -21,14 +21,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from online_models.lead_scorer import LeadScorer
-from online_models.tables import (
-    TableSchema,
-    infer_schema,
-    labelled,
-    labels,
-    rows_to_features,
-    time_ordered,
-)
+from online_models.tables import TableSchema, prepare, rows_to_features
 
 #: The stages ``evaluate`` reports to its ``progress`` callback.
 CHOOSING, FOLDS, SENSITIVITY, SCORING = (
@@ -278,12 +271,9 @@ def evaluate(
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     started = time.perf_counter()
     report = progress or (lambda stage, done, total: None)
-    schema = infer_schema(frame, label, time_col, ids)
+    schema, frame, ys, unlabelled = prepare(frame, label, time_col, ids, positive)
     checked = _checked_groups(groups or {}, schema)
     sensitivity = sensitivity or bool(checked)
-    frame, unlabelled = labelled(frame, label)
-    frame = time_ordered(frame, time_col)
-    ys = labels(frame[label].tolist(), label, positive)
     xs = rows_to_features(frame, schema)
     split = history_size(len(frame), holdout)
 

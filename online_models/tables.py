@@ -332,9 +332,8 @@ def labels(values: Iterable[Any], column: str, positive: str | None = None) -> l
                 f"its values are {_some(values)}"
             )
         return [int(w == wanted) for w in words]
-    numbers_seen = {_number_word(v) for v in values}
-    two_numbers = len(numbers_seen) == 2 and all(_is_number(v) for v in numbers_seen)
-    if two_numbers and "0" not in numbers_seen:
+    seen = {_number_word(v) for v in values}
+    if len(seen) == 2 and all(_is_number(v) for v in seen) and "0" not in seen:
         raise ValueError(
             f"label column {column!r} has the values {_some(values)}: name the one that "
             "counts as a conversion with --positive VALUE"
@@ -392,6 +391,27 @@ def _some(values: Sequence[Any], most: int = 5) -> str:
     distinct = list(dict.fromkeys(map(str, values)))
     shown = ", ".join(repr(v) for v in distinct[:most])
     return shown + (f" and {len(distinct) - most} more" if len(distinct) > most else "")
+
+
+def prepare(
+    frame: pd.DataFrame,
+    label: str,
+    time_col: str,
+    ids: Sequence[str] = (),
+    positive: str | None = None,
+) -> tuple[TableSchema, pd.DataFrame, list[int], int]:
+    """A table ready to learn from: its schema, its labelled rows in time order, their
+    0/1 labels, and how many rows were left out for having no label.
+
+    >>> f = pd.DataFrame({"t": [2, 1, 3], "y": ["yes", "no", None], "a": [0.5, 1.5, 2.5]})
+    >>> schema, rows, ys, unlabelled = prepare(f, "y", "t")
+    >>> schema.numeric, rows["a"].tolist(), ys, unlabelled
+    (('a',), [1.5, 0.5], [0, 1], 1)
+    """
+    schema = infer_schema(frame, label, time_col, ids)
+    rows, unlabelled = labelled(frame, label)
+    rows = time_ordered(rows, time_col)
+    return schema, rows, labels(rows[label].tolist(), label, positive), unlabelled
 
 
 def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str, float]]:

@@ -25,6 +25,7 @@ from online_models.evaluation import (
     evaluate,
 )
 from online_models.tables import infer_schema, labels
+from tests.online_models._cli import cli_evaluate
 
 
 def test_metrics_agree_with_scikit_learn() -> None:
@@ -205,14 +206,6 @@ def test_sensitivity_ranks_the_informative_columns_first() -> None:
     assert abs(by["noise"]["auc_loss_shuffled"]) < 0.01
 
 
-def _cli_evaluate(path: Path, time_col: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "evaluate", str(path), "--label", "label",
-         "--time", time_col, "--json", *extra],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def test_text_dates_are_ordered_as_dates_and_a_bad_time_names_the_fix(tmp_path: Path) -> None:
     # Two years of month-first dates: as text, "12/01/2023" sorts after "01/05/2024".
     frame = mixed(4, n=1500)
@@ -223,8 +216,8 @@ def test_text_dates_are_ordered_as_dates_and_a_bad_time_names_the_fix(tmp_path: 
     as_text = shuffled.drop(columns=["epoch"])
     as_text.to_csv(tmp_path / "us.csv", index=False)
     shuffled.drop(columns=["us"]).to_csv(tmp_path / "epoch.csv", index=False)
-    by_text = _cli_evaluate(tmp_path / "us.csv", "us")
-    by_epoch = _cli_evaluate(tmp_path / "epoch.csv", "epoch")
+    by_text = cli_evaluate(tmp_path / "us.csv", "us")
+    by_epoch = cli_evaluate(tmp_path / "epoch.csv", "epoch")
     assert by_text.returncode == 0 and by_epoch.returncode == 0, by_text.stderr + by_epoch.stderr
     first, second = json.loads(by_text.stdout), json.loads(by_epoch.stdout)
     assert {k: v for k, v in first.items() if k != "seconds"} == {
@@ -236,12 +229,12 @@ def test_text_dates_are_ordered_as_dates_and_a_bad_time_names_the_fix(tmp_path: 
     broken = as_text.copy()
     broken.iloc[7, broken.columns.get_loc("us")] = "next tuesday"
     broken.to_csv(tmp_path / "bad.csv", index=False)
-    out = _cli_evaluate(tmp_path / "bad.csv", "us")
+    out = cli_evaluate(tmp_path / "bad.csv", "us")
     assert out.returncode == 2 and "1 values are not dates or times" in out.stderr
     assert "'next tuesday'" in out.stderr and "ISO 8601" in out.stderr
     broken.iloc[7, broken.columns.get_loc("us")] = None
     broken.to_csv(tmp_path / "missing.csv", index=False)
-    out = _cli_evaluate(tmp_path / "missing.csv", "us")
+    out = cli_evaluate(tmp_path / "missing.csv", "us")
     assert out.returncode == 2 and "is empty on 1 rows" in out.stderr
 
 
@@ -283,7 +276,7 @@ def test_a_holdout_of_one_class_prints_valid_json_with_a_null_auc(tmp_path: Path
     frame = mixed(8, n=600)
     frame.loc[300:, "label"] = "no"  # no conversion among the latest rows
     frame.to_csv(tmp_path / "leads.csv", index=False)
-    out = _cli_evaluate(tmp_path / "leads.csv", "ts", "--folds", "3", "--sensitivity")
+    out = cli_evaluate(tmp_path / "leads.csv", "ts", "--folds", "3", "--sensitivity")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert result["auc"] is None and result["positives"] == 0 and result["logloss"] > 0
@@ -300,7 +293,7 @@ def test_bench_compares_with_the_batch_baseline_on_a_file_of_ones_own(tmp_path: 
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "evaluate-mine.json").read_text())
-    cli = json.loads(_cli_evaluate(tmp_path / "mine.csv", "ts", "--positive", "hot").stdout)
+    cli = json.loads(cli_evaluate(tmp_path / "mine.csv", "ts", "--positive", "hot").stdout)
     assert result["auc"] == round(cli["auc"], 4) and result["file"] == "mine.csv"
     expected = sklearn_baseline(frame.assign(label=frame["label"] == "hot"), "label", "ts", (), 0.5)
     assert result["sklearn_auc"] == round(expected.auc, 4)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,13 +27,7 @@ from online_models.tables import (
     rows_to_features,
     time_ordered,
 )
-
-
-def _evaluate(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "evaluate", str(path), "--time", "ts", "--json", *extra],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+from tests.online_models._cli import cli_evaluate
 
 
 def test_an_untidy_export_gives_the_same_result_as_the_tidy_file(tmp_path: Path) -> None:
@@ -59,8 +51,8 @@ def test_an_untidy_export_gives_the_same_result_as_the_tidy_file(tmp_path: Path)
     pd.concat([untidy, unlabelled]).to_csv(
         tmp_path / "untidy.csv", index=False, sep=";", encoding="cp1252"
     )
-    first = _evaluate(tmp_path / "tidy.csv", "--label", "label")
-    second = _evaluate(tmp_path / "untidy.csv", "--label", "label")
+    first = cli_evaluate(tmp_path / "tidy.csv", "ts")
+    second = cli_evaluate(tmp_path / "untidy.csv", "ts")
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     a, b = json.loads(first.stdout), json.loads(second.stdout)
     assert b.pop("unlabelled_rows") == 7 and a.pop("unlabelled_rows") == 0
@@ -73,12 +65,12 @@ def test_a_label_without_known_words_needs_positive_and_the_error_says_so(tmp_pa
     frame = mixed(6, n=800)
     frame["label"] = frame["label"].map({"yes": "hot", "no": "cold"})
     frame.to_csv(tmp_path / "leads.tsv", index=False, sep="\t")
-    out = _evaluate(tmp_path / "leads.tsv", "--label", "label")
+    out = cli_evaluate(tmp_path / "leads.tsv", "ts")
     assert out.returncode == 2 and "--positive VALUE" in out.stderr and "'hot'" in out.stderr
-    out = _evaluate(tmp_path / "leads.tsv", "--label", "label", "--positive", "hot")
+    out = cli_evaluate(tmp_path / "leads.tsv", "ts", "--positive", "hot")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["positives"] == (frame["label"].iloc[400:] == "hot").sum()
-    out = _evaluate(tmp_path / "leads.tsv", "--label", "label", "--positive", "warm")
+    out = cli_evaluate(tmp_path / "leads.tsv", "ts", "--positive", "warm")
     assert out.returncode == 2 and "never has the value 'warm'" in out.stderr
 
 
