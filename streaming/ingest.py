@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from config.settings import STAGES
 from streaming.events import EVENT_MODELS, EVENT_TYPES, describe_errors
-from streaming.pii import EMAIL_RE, IPV4_RE, PHONE_RE, hash_personal_fields, keyed_hash
+from streaming.pii import hash_personal_fields, keyed_hash, scrub_text
 
 #: Events further in the future than this, against the ingest clock, are rejected.
 MAX_CLOCK_SKEW = timedelta(days=1)
@@ -212,7 +212,7 @@ class Ingestor:
             text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
             return "hash:" + keyed_hash(self.key, " ".join(text.lower().split()))[:16]
         if isinstance(value, str):
-            return _scrub_extra_text(value, self.key)
+            return scrub_text(value, self.key)
         if depth > 2 * MAX_EXTRA_DEPTH and isinstance(value, list | dict):
             return "(nested too deep)"  # only in dead-letter payloads: extras are shallower
         if isinstance(value, list):
@@ -242,8 +242,11 @@ class Ingestor:
             code = "missing_field"
         else:
             code = "invalid_field"
-        # Reasons quote the offending values; hash anything personal in them.
-        return code, _scrub_extra_text(describe_errors(self.topic, exc), self.key)
+        # Reasons quote the offending values; hash anything personal in them, but not the
+        # topic's name, which may hold a run of digits (a tenant or test prefix).
+        prefix = f"{self.topic}: "
+        detail = describe_errors(self.topic, exc).removeprefix(prefix)
+        return code, prefix + scrub_text(detail, self.key)
 
     def _reject(self, raw: bytes, code: str, reason: str, partition: int, offset: int) -> Rejected:
         return Rejected(
@@ -273,29 +276,8 @@ class Ingestor:
         # is personal, so every word that is not a field name, an event type or a short
         # number is replaced by a hash. The structure stays readable for diagnosis.
         # Phone numbers first: their digit groups would each pass as a short number.
-        text = _scrub_extra_text(raw.decode("utf-8", errors="replace"), self.key)
+        text = scrub_text(raw.decode("utf-8", errors="replace"), self.key)
         return _WORD.sub(lambda m: _mask_word(m[0], self.key), text).encode("utf-8")
-
-
-def _scrub_extra_text(text: str, key: bytes) -> str:
-    """Hash e-mails, IPv4 addresses and phone-like digit runs (9+ digits) in free text.
-
-    Shorter digit runs (dates such as 2026-01-05, prices) are left alone.
-
-    >>> _scrub_extra_text("on 2026-01-05 call +44 20 7946 0958", b"k" * 16)
-    'on 2026-01-05 call phone:...'
-    """
-    if "@" in text:
-        text = EMAIL_RE.sub(lambda m: "email:" + keyed_hash(key, m[0].lower())[:16], text)
-    if not any(c.isdigit() for c in text):
-        return text
-    text = IPV4_RE.sub(lambda m: "ip:" + keyed_hash(key, m[0])[:16], text)
-
-    def phone(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m[0])
-        return "phone:" + keyed_hash(key, digits)[:16] if len(digits) >= 9 else m[0]
-
-    return PHONE_RE.sub(phone, text)
 
 
 def _mask_word(word: str, key: bytes) -> str:

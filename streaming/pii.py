@@ -107,18 +107,25 @@ def hash_personal_fields(
 
 
 def scrub_text(text: str, key: bytes) -> str:
-    """Hash anything in free text that looks like an e-mail, IPv4 address or phone number.
+    """Hash e-mails, IPv4 addresses and phone-like digit runs (9+ digits) in free text.
 
-    Used for payloads that could not be parsed, before they go to the dead-letter topic.
+    Used for rejection reasons and payloads that could not be parsed, before they go to the
+    dead-letter topic. Shorter digit runs (dates such as 2026-01-05, prices) are left alone.
 
+    >>> scrub_text("on 2026-01-05 call +44 20 7946 0958", b"k" * 16)
+    'on 2026-01-05 call phone:...'
     >>> s = scrub_text('{"email": "ann@acme.io", "ip": "10.1.2.3", "tel": "+44 20 7946 0958"', b"k" * 16)
     >>> any(p in s for p in ("ann@acme.io", "10.1.2.3", "7946"))
     False
     """
+    if "@" in text:
+        text = EMAIL_RE.sub(lambda m: "email:" + keyed_hash(key, m[0].lower())[:16], text)
+    if not any(c.isdigit() for c in text):
+        return text
+    text = IPV4_RE.sub(lambda m: "ip:" + keyed_hash(key, m[0])[:16], text)
 
-    def sub(kind: str) -> Any:
-        return lambda m: f"{kind}:{keyed_hash(key, m[0].lower())[:16]}"
+    def phone(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m[0])
+        return "phone:" + keyed_hash(key, digits)[:16] if len(digits) >= 9 else m[0]
 
-    text = EMAIL_RE.sub(sub("email"), text)
-    text = IPV4_RE.sub(sub("ip"), text)
-    return PHONE_RE.sub(sub("phone"), text)
+    return PHONE_RE.sub(phone, text)

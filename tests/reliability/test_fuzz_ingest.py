@@ -166,8 +166,10 @@ def hostile(draw: st.DrawFn, kind: str) -> tuple[bytes, bool | None]:
             return enc(event), False
         event[field] = str(value)
         fine = (
-            value.is_finite() and 0 <= value <= Decimal("1e12") and -value.as_tuple().exponent <= 4
-        )  # type: ignore[operator]
+            value.is_finite()
+            and 0 <= value <= Decimal("1e12")
+            and -value.normalize().as_tuple().exponent <= 4  # type: ignore[operator]
+        )  # trailing zeros are not decimal places: 2.274900 is 2.2749
         return enc(event), None if fine else True
     if how == "extra_json":
         event[draw(st.from_regex(r"\Ax_[a-z]{1,8}\Z"))] = draw(_json)

@@ -167,6 +167,14 @@ def test_reasons_are_precise(
     assert out.source_topic == topic and out.offset == 7
 
 
+def test_reason_keeps_a_topic_name_that_looks_like_a_phone_number() -> None:
+    """Only the quoted values are scrubbed: a ten-digit topic prefix stays readable."""
+    topic = "t5462663760.leads.raw"
+    out = ingest(topic, "lead", orjson.dumps(lead(event_type="nope", phone_note="+1 555 010 2030")))
+    assert isinstance(out, Rejected)
+    assert out.reason.startswith(topic + ": event_type 'nope'")
+
+
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
