@@ -180,7 +180,7 @@ def sklearn_baseline(
     from online_models.evaluation import history_size
     from online_models.tables import numbers, prepare
 
-    schema, frame, ys, _ = prepare(frame, label, time_col, ids, positive)
+    schema, frame, ys, *_ = prepare(frame, label, time_col, ids, positive)
     y = np.array(ys)
     split = history_size(len(frame), holdout)
     # Dates are categories here, as a plain batch pipeline would take them.

@@ -48,7 +48,9 @@ def backfill(
         ),
     ],
     label: Annotated[str, typer.Option(help="the label column (0/1, true/false, yes/no)")] = "converted",
-    time_col: Annotated[str, typer.Option("--time", help="the column rows are ordered by")] = "occurred_at",
+    time_col: Annotated[
+        str, typer.Option("--time", help="the column rows are ordered by; rows without one are left out")
+    ] = "occurred_at",
     revenue: Annotated[
         str | None, typer.Option(help="won-deal revenue column (teaches the revenue model)")
     ] = None,
@@ -95,7 +97,8 @@ def backfill(
         _store_metrics(settings, bundle, result)
     out: dict[str, Any] = {
         "rows": rows, "history_rows": result.history_rows,
-        "validation_rows": result.validation_rows, "positives": result.positives,
+        "validation_rows": result.validation_rows, "left_out_rows": result.left_out,
+        "positives": result.positives,
         "revenues": result.revenues, "passes": passes, "champion": bundle.champion,
         "version": version, "seconds": round(result.seconds, 3),
         "validation": {

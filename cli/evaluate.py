@@ -43,7 +43,9 @@ def evaluate(
             help="the label column (0/1, true/false, yes/no…); rows without one are left out"
         ),
     ],
-    time: Annotated[str, typer.Option("--time", help="the column rows are ordered by")],
+    time: Annotated[
+        str, typer.Option("--time", help="the column rows are ordered by; rows without one are left out")
+    ],
     id_columns: Annotated[
         list[str] | None, typer.Option("--id", help="id columns to leave out of the features")
     ] = None,

@@ -42,6 +42,8 @@ class BackfillResult:
     revenues: int
     validation: dict[str, dict[str, Any]]
     seconds: float
+    #: Rows left out for having no label or no time.
+    left_out: int = 0
 
 
 def lead_rows(frame: pd.DataFrame) -> list[dict[str, float]]:
@@ -87,6 +89,7 @@ def train(
             raise ValueError(
                 f"column {col!r} is not in the data; columns are: {', '.join(map(str, frame.columns))}"
             )
+    given = len(frame)
     frame, _ = labelled(frame, label)
     frame = time_ordered(frame, time_col)
     ys = labels(frame[label].tolist(), label)
@@ -122,7 +125,7 @@ def train(
     bundle.positives += sum(ys)
     bundle.origin = "backfill"
     return BackfillResult(split, len(xs) - split, sum(ys), deals, reports,
-                          time.perf_counter() - started)  # fmt: skip
+                          time.perf_counter() - started, given - len(xs))  # fmt: skip
 
 
 def validation_rows(bundle: ModelBundle, result: BackfillResult, at: Any) -> list[dict[str, Any]]:

@@ -180,6 +180,8 @@ class EvaluationResult:
     scores: tuple[float, ...] = ()
     #: Rows left out because their label was missing.
     unlabelled_rows: int = 0
+    #: Labelled rows left out because their time was missing.
+    untimed_rows: int = 0
     #: Columns left out as identifiers (given, or found by their name and unique values).
     ids: tuple[str, ...] = ()
 
@@ -190,6 +192,7 @@ class EvaluationResult:
             "brier": m.brier, "precision": m.precision, "recall": m.recall, "f1": m.f1,
             "threshold": m.threshold, "lift_top_decile": m.lift_top_decile,
             "history_rows": self.history_rows, "unlabelled_rows": self.unlabelled_rows,
+            "untimed_rows": self.untimed_rows,
             "id_columns": list(self.ids), "seconds": round(self.seconds, 3),
         }  # fmt: skip
         if self.folds is not None:
@@ -271,7 +274,7 @@ def evaluate(
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     started = time.perf_counter()
     report = progress or (lambda stage, done, total: None)
-    schema, frame, ys, unlabelled = prepare(frame, label, time_col, ids, positive)
+    schema, frame, ys, unlabelled, untimed = prepare(frame, label, time_col, ids, positive)
     checked = _checked_groups(groups or {}, schema)
     sensitivity = sensitivity or bool(checked)
     xs = rows_to_features(frame, schema)
@@ -335,8 +338,9 @@ def evaluate(
     metrics = Metrics.compute(ys[split:], scores, threshold)
     seconds = time.perf_counter() - started
     return EvaluationResult(
-        metrics, split, seconds, fold_aucs, effects, tuple(scores), unlabelled, schema.ids
-    )
+        metrics, split, seconds, fold_aucs, effects, tuple(scores), unlabelled, untimed,
+        schema.ids,
+    )  # fmt: skip
 
 
 def _column(feature: str) -> str:

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, NamedTuple, cast
 
 import pandas as pd
 
@@ -229,7 +229,8 @@ def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
     Numbers (epoch seconds, sequence numbers) and datetime columns order as they are.
     Text is parsed as dates in one format for the whole column, inferred from the
     values: month first unless a value shows the day comes first. A value that is not
-    a date, or a missing time, is an error naming the fix.
+    a date is an error naming the fix; rows without a time are left out (nothing says
+    where they belong; :func:`prepare` counts them).
 
     >>> f = pd.DataFrame({"t": ["01/05/2024", "12/01/2023", "2023-06-30T08:00"], "v": [1, 2, 3]})
     >>> time_ordered(f, "t")["v"].tolist()
@@ -237,6 +238,8 @@ def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
     >>> f = pd.DataFrame({"t": ["02/01/2024", "13/01/2024", "01/02/2024"], "v": [1, 2, 3]})
     >>> time_ordered(f, "t")["v"].tolist()
     [1, 2, 3]
+    >>> time_ordered(pd.DataFrame({"t": [3.0, None, 1.0], "v": [1, 2, 3]}), "t")["v"].tolist()
+    [3, 1]
     """
     values = frame[time_col]
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
@@ -249,12 +252,7 @@ def time_ordered(frame: pd.DataFrame, time_col: str) -> pd.DataFrame:
                 f"time column {time_col!r}: {int(bad.sum())} values are not dates or times "
                 f"(the first is {values[bad].iloc[0]!r}); use ISO 8601 or epoch seconds"
             )
-    if key.isna().any():
-        raise ValueError(
-            f"time column {time_col!r} is empty on {int(key.isna().sum())} rows: "
-            "fill or drop those rows"
-        )
-    order = key.reset_index(drop=True).sort_values(kind="stable").index
+    order = key.reset_index(drop=True).dropna().sort_values(kind="stable").index
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -393,25 +391,39 @@ def _some(values: Sequence[Any], most: int = 5) -> str:
     return shown + (f" and {len(distinct) - most} more" if len(distinct) > most else "")
 
 
+class Prepared(NamedTuple):
+    """A table ready to learn from."""
+
+    schema: TableSchema
+    #: The rows with a label and a time, in time order.
+    rows: pd.DataFrame
+    #: Their labels, 1 for a conversion.
+    ys: list[int]
+    #: Rows left out for having no label.
+    unlabelled: int
+    #: Labelled rows left out for having no time.
+    untimed: int
+
+
 def prepare(
     frame: pd.DataFrame,
     label: str,
     time_col: str,
     ids: Sequence[str] = (),
     positive: str | None = None,
-) -> tuple[TableSchema, pd.DataFrame, list[int], int]:
-    """A table ready to learn from: its schema, its labelled rows in time order, their
-    0/1 labels, and how many rows were left out for having no label.
+) -> Prepared:
+    """The table's schema, its labelled rows in time order and their 0/1 labels.
 
-    >>> f = pd.DataFrame({"t": [2, 1, 3], "y": ["yes", "no", None], "a": [0.5, 1.5, 2.5]})
-    >>> schema, rows, ys, unlabelled = prepare(f, "y", "t")
-    >>> schema.numeric, rows["a"].tolist(), ys, unlabelled
-    (('a',), [1.5, 0.5], [0, 1], 1)
+    >>> f = pd.DataFrame({"t": [2, 1, 3, None], "y": ["yes", "no", None, "no"], "a": [0.5, 1.5, 2.5, 0]})
+    >>> p = prepare(f, "y", "t")
+    >>> p.schema.numeric, p.rows["a"].tolist(), p.ys, p.unlabelled, p.untimed
+    (('a',), [1.5, 0.5], [0, 1], 1, 1)
     """
     schema = infer_schema(frame, label, time_col, ids)
     rows, unlabelled = labelled(frame, label)
-    rows = time_ordered(rows, time_col)
-    return schema, rows, labels(rows[label].tolist(), label, positive), unlabelled
+    timed = time_ordered(rows, time_col)
+    ys = labels(timed[label].tolist(), label, positive)
+    return Prepared(schema, timed, ys, unlabelled, len(rows) - len(timed))
 
 
 def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str, float]]:

@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli._bench_evaluate import mixed, sklearn_baseline
+from online_models.backfill import train
+from online_models.bundle import ModelBundle
 from online_models.evaluation import evaluate
 from online_models.tables import (
     TableSchema,
@@ -210,6 +212,8 @@ def _tables(draw: st.DrawFn) -> pd.DataFrame:
         columns["label"][0] = None
     dates = draw(st.booleans())
     columns["ts"] = [f"{1 + i % 28:02d}/03/2024" for i in range(n)] if dates else list(range(n))
+    if draw(st.booleans()):
+        columns["ts"][1] = None
     return pd.DataFrame(columns)
 
 
@@ -224,4 +228,19 @@ def test_any_small_table_gives_json_or_an_error_that_names_the_problem(
         assert str(exc)
         return
     json.dumps(result, allow_nan=False)
-    assert result["rows"] + result["history_rows"] + result["unlabelled_rows"] == len(frame)
+    left_out = result["unlabelled_rows"] + result["untimed_rows"]
+    assert result["rows"] + result["history_rows"] + left_out == len(frame)
+
+
+def test_rows_without_a_label_or_a_time_are_left_out_and_counted() -> None:
+    frame = mixed(3, n=1200)
+    frame.loc[[5, 50, 500], "ts"] = None
+    frame.loc[[7, 70], "label"] = None
+    frame.loc[5, "label"] = None  # neither: counted once, as unlabelled
+    result = evaluate(frame, "label", "ts").as_dict()
+    assert (result["unlabelled_rows"], result["untimed_rows"]) == (3, 2)
+    assert result["rows"] + result["history_rows"] == len(frame) - 5
+    history = frame.rename(columns={"label": "converted", "ts": "occurred_at"})
+    trained = train(ModelBundle.create(), history, "converted", "occurred_at", passes=1)
+    assert trained.left_out == 5
+    assert trained.history_rows + trained.validation_rows == len(frame) - 5
