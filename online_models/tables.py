@@ -276,7 +276,8 @@ def _when(values: pd.Series) -> pd.Series:
 
 
 def _word(value: Any) -> str:
-    return re.sub(r"[\s\-]+", "_", str(value).strip().lower())
+    text = str(value).strip().lower()
+    return text if _is_number(text) else re.sub(r"[\s\-]+", "_", text)
 
 
 def _missing(value: Any) -> bool:
@@ -311,10 +312,13 @@ def labels(values: Iterable[Any], column: str, positive: str | None = None) -> l
     With ``positive``, that value is 1 and every other is 0 (``2`` matches ``2.0``).
     Without it, a column of two distinct values where only one is a known word (``won``
     and ``open``) reads the other as its opposite; two numbers neither of which is 0
-    (``1`` and ``2``) are an error asking which one is the conversion.
+    (``1`` and ``2``) are an error asking which one is the conversion, except ``1`` and
+    ``-1``, the usual pair of the ±1 convention.
 
     >>> labels([1, 0, "yes", "No", True, 2.0, "1.0"], "y")
     [1, 0, 1, 0, 1, 1, 1]
+    >>> labels([1, -1, "-1", -1.0], "y")
+    [1, 0, 0, 0]
     >>> labels(["Converted", "Not Converted"], "y"), labels(["Won", "Open"], "y")
     ([1, 0], [1, 0])
     >>> labels(["hot", "cold", "hot"], "y", positive="Hot")
@@ -330,7 +334,9 @@ def labels(values: Iterable[Any], column: str, positive: str | None = None) -> l
                 f"its values are {_some(values)}"
             )
         return [int(w == wanted) for w in words]
-    seen = {_number_word(v) for v in values}
+    seen = {_number_word(v) for v in values if not _missing(v)}
+    if seen == {"1", "-1"}:
+        return [int(_number_word(v) == "1") for v in values]
     if len(seen) == 2 and all(_is_number(v) for v in seen) and "0" not in seen:
         raise ValueError(
             f"label column {column!r} has the values {_some(values)}: name the one that "

@@ -88,6 +88,8 @@ def test_label_words() -> None:
         labels([1, 2, 2, 1], "y")  # 1 and 2 (as in some public sets): which one converted?
     assert labels([1.0, 2.0, 2.0], "y", positive="2") == [0, 1, 1]
     assert labels([0, 1, 3, 0], "y") == [0, 1, 1, 0]  # a count of conversions: non-zero is 1
+    assert labels([1, -1, -1], "y") == [1, 0, 0]  # the ±1 convention: -1 did not convert
+    assert labels(["-1", "1"], "y") == labels([-1.0, 1.0], "y") == [0, 1]
     frame, dropped = labelled(pd.DataFrame({"y": ["yes", "", None, "no", np.nan]}), "y")
     assert frame["y"].tolist() == ["yes", "no"] and dropped == 3
 
