@@ -84,6 +84,8 @@ def _separator(f: IO[str]) -> str:
 #: ``uuid``, ``Lead Number``, ``record_key``.
 _ID_WORD = re.compile(r"(?:^|[_\s.\-])(?:id|uuid|guid|key|number|no)$", re.IGNORECASE)
 _ID_CAMEL = re.compile(r"[a-z](?:Id|ID)$")
+# A row index written with the table (pandas names a blank header ``Unnamed: 0``).
+_ROW_INDEX = re.compile(r"^(?:unnamed: \d+|index|row|#|)$", re.IGNORECASE)
 
 
 def is_id(name: str, values: pd.Series) -> bool:
@@ -96,9 +98,12 @@ def is_id(name: str, values: pd.Series) -> bool:
     True
     >>> is_id("account_id", pd.Series(["a", "b", "a"])), is_id("visits", pd.Series([1, 2, 3]))
     (False, False)
+    >>> is_id("Unnamed: 0", pd.Series([0, 1, 2]))
+    True
     """
     name = name.strip()
-    if not (_ID_WORD.search(name) or _ID_CAMEL.search(name)) or values.isna().any():
+    named = _ID_WORD.search(name) or _ID_CAMEL.search(name) or _ROW_INDEX.match(name)
+    if not named or values.isna().any():
         return False
     return bool(values.nunique() == len(values))
 

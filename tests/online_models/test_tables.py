@@ -157,6 +157,20 @@ def test_identifier_columns_are_found_by_name_and_unique_values() -> None:
     assert result["id_columns"] == ["lead_id", "customerID"]
 
 
+def test_a_row_index_saved_with_the_table_is_left_out(tmp_path: Path) -> None:
+    """``to_csv`` with its index after sorting by time: the index counts up with time."""
+    frame = mixed(8, n=1500).sort_values("ts").reset_index(drop=True)
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    frame.to_csv(tmp_path / "indexed.csv")  # a first column with a blank header
+    plain, indexed = (cli_evaluate(tmp_path / f"{n}.csv", "ts") for n in ("plain", "indexed"))
+    assert plain.returncode == 0 and indexed.returncode == 0, plain.stderr + indexed.stderr
+    first, second = json.loads(plain.stdout), json.loads(indexed.stdout)
+    assert second.pop("id_columns") == ["Unnamed: 0"] and first.pop("id_columns") == []
+    assert {k: v for k, v in first.items() if k != "seconds"} == {
+        k: v for k, v in second.items() if k != "seconds"
+    }
+
+
 def test_date_columns_become_ages_at_the_rows_time() -> None:
     rng = np.random.default_rng(12)
     n = 3000
