@@ -84,6 +84,9 @@ def _separator(f: IO[str]) -> str:
 #: ``uuid``, ``Lead Number``, ``record_key``.
 _ID_WORD = re.compile(r"(?:^|[_\s.\-])(?:id|uuid|guid|key|number|no)$", re.IGNORECASE)
 _ID_CAMEL = re.compile(r"[a-z](?:Id|ID)$")
+# Unix times (seconds) of 2000-01-01 and 2100-01-01: a numeric time column in this range
+# (or in milliseconds) is read as dates.
+_EPOCH_FROM, _EPOCH_TO = 946_684_800, 4_102_444_800
 # A row index written with the table (pandas names a blank header ``Unnamed: 0``).
 _ROW_INDEX = re.compile(r"^(?:unnamed: \d+|index|row|#|)$", re.IGNORECASE)
 
@@ -195,7 +198,8 @@ def infer_schema(
     A column counts as numeric by :func:`is_numeric`; a column with no value at all is left
     out, and so is one that :func:`is_id` finds to be an identifier, besides ``ids``. When
     the time column holds dates, other date columns (:func:`is_date`) become ``dates``:
-    ages in days at each row's time (``last_visit`` 3 days before the lead: 3.0).
+    ages in days at each row's time (``last_visit`` 3 days before the lead: 3.0). Unix
+    times (:func:`epoch_unit`) are dates; other numbers (a sequence) are not.
 
     >>> f = pd.DataFrame({"y": [0, 1], "t": [1, 2], "a": ["1.5", "x"], "b": [1, None], "c": ["u", "v"]})
     >>> s = infer_schema(f, "y", "t")
@@ -212,7 +216,8 @@ def infer_schema(
     numeric: list[str] = []
     categorical: list[str] = []
     dates: list[str] = []
-    timed = not pd.api.types.is_numeric_dtype(frame[time_col])
+    time = frame[time_col]
+    timed = not pd.api.types.is_numeric_dtype(time) or epoch_unit(time) is not None
     for col in frame.columns:
         if col in skip or col in found or frame[col].isna().all():
             continue
@@ -274,10 +279,34 @@ def _dates(values: pd.Series) -> pd.Series:
 
 
 def _when(values: pd.Series) -> pd.Series:
-    """Times in UTC, from datetimes (naive ones taken as UTC) or text."""
+    """Times in UTC, from datetimes (naive ones taken as UTC), epoch numbers or text."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return pd.to_datetime(values, utc=True)
+    unit = epoch_unit(values)
+    if unit is not None:
+        return pd.to_datetime(values, unit=unit, utc=True)
     return _dates(values.astype("string"))
+
+
+def epoch_unit(values: pd.Series) -> str | None:
+    """``"s"`` or ``"ms"`` when every number given is a Unix time in that unit between
+    2000 and 2100; None otherwise (a sequence number, or not numbers).
+
+    >>> epoch_unit(pd.Series([1.7e9, 1.71e9])), epoch_unit(pd.Series([1_700_000_000_000]))
+    ('s', 'ms')
+    >>> epoch_unit(pd.Series([1, 2, 3])), epoch_unit(pd.Series(["2024-01-01"]))
+    (None, None)
+    """
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return None
+    given = values.dropna()
+    if given.empty:
+        return None
+    lo, hi = float(given.min()), float(given.max())
+    for unit, scale in (("s", 1.0), ("ms", 1000.0)):
+        if _EPOCH_FROM * scale <= lo and hi < _EPOCH_TO * scale:
+            return unit
+    return None
 
 
 def _word(value: Any) -> str:

@@ -198,7 +198,13 @@ def test_date_columns_become_ages_at_the_rows_time() -> None:
                          last_visit=pd.to_datetime(frame["last_visit"], dayfirst=True))
     assert infer_schema(typed, "converted", "ts").dates == ("last_visit",)  # as from Parquet
     assert rows_to_features(typed, schema) == rows
-    # Without a date to measure from, a date column stays a category.
+    # Unix times (seconds or milliseconds) are dates to measure from.
+    seconds = (typed["ts"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)
+    for epoch in (seconds, seconds * 1000):
+        by_epoch = frame.assign(ts=epoch)
+        assert infer_schema(by_epoch, "converted", "ts").dates == ("last_visit",)
+        assert rows_to_features(by_epoch, schema) == rows
+    # Without a date to measure from (a sequence number), a date column stays a category.
     by_number = frame.assign(ts=range(n))
     assert infer_schema(by_number, "converted", "ts").dates == ()
 
