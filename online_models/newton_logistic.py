@@ -65,6 +65,35 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
+class _Columns:
+    """Feature dicts as arrays, read once: numbers by name (NaN where absent) and, per
+    indicator, the rows it is set on and its values. Every encoding tried on a history
+    is fitted on and applied to the same columns.
+    """
+
+    def __init__(self, xs: Sequence[dict[str, float]]) -> None:
+        names: dict[str, int] = {}
+        indicators: dict[str, tuple[list[int], list[float]]] = {}
+        for i, x in enumerate(xs):
+            for name, v in x.items():
+                if "=" in name:
+                    rows, values = indicators.setdefault(name, ([], []))
+                    rows.append(i)
+                    values.append(v)
+                elif name not in names:
+                    names[name] = len(names)
+        self.rows = len(xs)
+        self.names = list(names)
+        nan = math.nan
+        self.numbers: Array = np.array(
+            [[x.get(name, nan) for name in self.names] for x in xs], dtype=np.float64
+        ).reshape(len(xs), len(self.names))
+        self.indicators = {
+            name: (np.asarray(rows, dtype=np.intp), np.asarray(values, dtype=np.float64))
+            for name, (rows, values) in indicators.items()
+        }
+
+
 class _Encoding:
     """Where each feature lands in the dense vector, fitted on the history.
 
@@ -76,28 +105,22 @@ class _Encoding:
 
     def __init__(
         self,
-        xs: Sequence[dict[str, float]],
+        xs: Sequence[dict[str, float]] | _Columns,
         min_count: int,
         clip: float,
         log_skewed: bool,
         knots: int = 0,
     ) -> None:
-        values: dict[str, list[float]] = {}
-        counts: dict[str, int] = {}
-        for x in xs:
-            for name, v in x.items():
-                if "=" in name:
-                    counts[name] = counts.get(name, 0) + 1
-                else:
-                    values.setdefault(name, []).append(float(v))
+        cols = xs if isinstance(xs, _Columns) else _Columns(xs)
         self.clip = clip
         self.terms: dict[str, tuple[int, float, float, int, float, float]] = {}
         self.rare: dict[str, int] = {}  # column → the slot of its pooled levels
         # number → (first slot, knots): hinges max(0, z - knot) of its clipped standardised z
         self.hinges: dict[str, tuple[int, tuple[float, ...]]] = {}
         n = 0
-        for name, vs in values.items():
-            a = np.asarray(vs)
+        for j, name in enumerate(cols.names):
+            a = cols.numbers[:, j]
+            a = a[~np.isnan(a)]
             sd = float(a.std())
             if sd == 0.0:  # constant where present (``col__missing``): an indicator
                 self.terms[name] = (n, 0.0, 1.0, -1, 0.0, 0.0)
@@ -120,6 +143,7 @@ class _Encoding:
             n += 1
         # The most frequent levels, at most _MAX_LEVELS of them: the online Newton step
         # costs the square of the vector's size per example.
+        counts = {name: len(rows) for name, (rows, _) in cols.indicators.items()}
         frequent = sorted(counts.items(), key=lambda item: -item[1])[:_MAX_LEVELS]
         self.levels = 0
         for name, k in frequent:
@@ -162,13 +186,37 @@ class _Encoding:
                 out[t[3]] = (math.log1p(max(v, 0.0)) - t[4]) * t[5]
         return out
 
-    def matrix(self, xs: Sequence[dict[str, float]]) -> Array:
-        a = np.array([self._row(x) for x in xs], dtype=np.float64).reshape(len(xs), self.size)
-        np.clip(a, -self.clip, self.clip, out=a)
-        return a
+    def matrix(self, xs: Sequence[dict[str, float]] | _Columns) -> Array:
+        """The encoded rows, one per feature dict (as :meth:`vector` would give each)."""
+        cols = xs if isinstance(xs, _Columns) else _Columns(xs)
+        out = np.zeros((cols.rows, self.size))
+        for j, name in enumerate(cols.names):
+            t = self.terms.get(name)
+            if t is None:  # a number the history did not have: ignored
+                continue
+            v = cols.numbers[:, j]
+            present = ~np.isnan(v)
+            z = np.where(present, (v - t[1]) * t[2], 0.0)
+            out[:, t[0]] = z
+            hinge = self.hinges.get(name)
+            if hinge is not None:
+                bent = np.clip(z, -self.clip, self.clip)
+                for slot, knot in enumerate(hinge[1], hinge[0]):
+                    out[:, slot] = np.where(present & (bent > knot), bent - knot, 0.0)
+            if t[3] >= 0:
+                logs = (np.log1p(np.maximum(np.nan_to_num(v), 0.0)) - t[4]) * t[5]
+                out[:, t[3]] = np.where(present, logs, 0.0)
+        for name, (rows, values) in cols.indicators.items():
+            t = self.terms.get(name)
+            slot = t[0] if t is not None else self.rare.get(name.split("=", 1)[0], -1)
+            if slot >= 0:  # a level of a column the history did not have: ignored
+                out[rows, slot] += values
+        np.clip(out, -self.clip, self.clip, out=out)
+        return out
 
     def vector(self, x: dict[str, float]) -> Array:
-        row: Array = self.matrix([x])[0]
+        row: Array = np.array(self._row(x), dtype=np.float64)
+        np.clip(row, -self.clip, self.clip, out=row)
         return row
 
 
@@ -197,13 +245,14 @@ def _penalty(d: int, c: float) -> Array:
 
 def _fit(x: Array, y: Array, c: float, w0: Array | None = None) -> Array:
     """Weights (intercept last) minimising the log loss summed over rows + ‖w‖² / 2c."""
-    xb = np.hstack([x, np.ones((len(x), 1))])
-    reg = _penalty(x.shape[1], c)
+    reg = 1.0 / c
 
     def loss_grad(w: Array) -> tuple[float, Array]:
-        z = xb @ w
-        loss = float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(reg * w * w))
-        return loss, xb.T @ (_sigmoid(z) - y) + reg * w
+        weights = w[:-1]  # no column of ones: that would copy x
+        z = x @ weights + w[-1]
+        loss = float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * reg * (weights @ weights))
+        r = _sigmoid(z) - y
+        return loss, np.append(x.T @ r + reg * weights, r.sum())
 
     start = np.zeros(x.shape[1] + 1) if w0 is None else w0
     result = minimize(loss_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": 2000})
@@ -513,15 +562,17 @@ def _select(
     y = np.asarray(ys, dtype=float)
     n = len(y)
     tried: list[Candidate] = []
-    # Per encoding (in the order given, simplest first): its best c, that c's loss per
-    # row, the encoding and the encoded history.
-    bests: list[tuple[Array, NewtonLogistic, _Encoding, Array]] = []
+    # Per encoding (in the order given, simplest first): its best c's loss per row, that
+    # model and the encoding. Encoded histories are not kept: each is built again faster
+    # than it would weigh (many numbers × hinges).
+    bests: list[tuple[Array, NewtonLogistic, _Encoding]] = []
+    cols = _Columns(xs)
     for log_skewed, knots in shapes:
         model = NewtonLogistic(log_skewed=log_skewed, clip=clip, knots=knots)
-        encoding = _Encoding(xs, model.min_count, clip, log_skewed, knots)
+        encoding = _Encoding(cols, model.min_count, clip, log_skewed, knots)
         if (log_skewed and not encoding.logs) or (knots and not encoding.hinges):
             continue  # nothing skewed, or no number to bend: the same model as without
-        x = encoding.matrix(xs)
+        x = encoding.matrix(cols)
         starts: list[Array | None] = [None] * folds
         best: tuple[Array, NewtonLogistic] | None = None
         worse = 0  # successive c's worse than the best: log loss is unimodal in log c
@@ -546,14 +597,15 @@ def _select(
             else:
                 worse += 1
         if best is not None:
-            bests.append((best[0], best[1], encoding, x))
+            bests.append((best[0], best[1], encoding))
+        del x
     if not bests:
         raise ValueError("the history has no rows to choose a model on")
     # The simplest encoding whose loss is within one standard error (paired, over rows)
     # of the best one's: more encodings tried means more chances that one wins by luck.
     lowest = min(bests, key=lambda b: b[0].mean())[0]
-    _, chosen, encoding, x = next(
+    _, chosen, encoding = next(
         b for b in bests if (b[0] - lowest).mean() <= (b[0] - lowest).std() / math.sqrt(n)
     )
-    chosen._install(encoding, x, y)  # noqa: SLF001 - reuse the encoded history
+    chosen._install(encoding, encoding.matrix(cols), y)  # noqa: SLF001 - same class
     return chosen, tried

@@ -123,6 +123,26 @@ def test_at_most_a_thousand_levels_get_their_own_weight() -> None:
     assert pooled[encoding.rare["domain"]] == 1.0
 
 
+def test_a_history_encoded_at_once_equals_its_rows_encoded_one_by_one() -> None:
+    """The columnar path (used to fit) and the row path (used to score) agree: numbers
+    with logs and hinges, absent numbers, kept, pooled and unseen levels, new columns."""
+    rng = np.random.default_rng(9)
+    xs: list[dict[str, float]] = []
+    for i in range(600):
+        x = {"visits": float(rng.exponential(3)), "z": float(rng.normal() * 40),
+             f"channel=c{rng.integers(0, 4)}": 1.0, f"domain=d{i % 150}": 1.0}  # fmt: skip
+        if i % 9 == 0:
+            del x["z"]
+            x["z__missing"] = 1.0
+        xs.append(x)
+    encoding = _Encoding(xs, min_count=5, clip=5.0, log_skewed=True, knots=4)
+    assert encoding.logs and encoding.hinges and encoding.rare
+    later = xs[:50] + [{"visits": 1e6, "channel=new": 1.0, "other=x": 1.0, "fresh": 3.0}]
+    for rows in (xs, later):
+        stacked = np.array([encoding.vector(x) for x in rows])
+        assert np.allclose(encoding.matrix(rows), stacked, rtol=0, atol=1e-12)
+
+
 def test_the_stream_kind_solves_again_on_its_window_and_learns_what_came_later() -> None:
     xs, ys = _rows(4000, 6)
     rng = np.random.default_rng(6)
