@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from online_models.lead_scorer import LeadScorer
-from online_models.tables import TableSchema, prepare, rows_to_features
+from online_models.tables import TableSchema, feature_column, prepare, rows_to_features
 
 #: The stages ``evaluate`` reports to its ``progress`` callback.
 CHOOSING, FOLDS, SENSITIVITY, SCORING = (
@@ -389,9 +389,10 @@ def column_sensitivity(
         (c, frozenset([c]), False) for c in (*schema.numeric, *schema.categorical, *schema.dates)
     ]
     units += [(name, frozenset(cols), True) for name, cols in (groups or {}).items()]
-    for done, (name, columns, is_group) in enumerate(units):
+    for done, (name, names, is_group) in enumerate(units):
         if progress is not None:
             progress(SENSITIVITY, done, len(units))
+        columns = frozenset(feature_column(c) for c in names)
         removed = [{k: v for k, v in x.items() if _column(k) not in columns} for x in xs]
         parts = [{k: v for k, v in x.items() if _column(k) in columns} for x in xs]
         rng.shuffle(parts)
@@ -400,7 +401,7 @@ def column_sensitivity(
         auc_shuffled = auc(ys, [model.predict_proba_one(x)[True] for x in shuffled])
         out.append({
             "column": name,
-            **({"columns": sorted(columns)} if is_group else {}),
+            **({"columns": sorted(names)} if is_group else {}),
             "auc_without": round(auc_removed, 4),
             "auc_shuffled": round(auc_shuffled, 4),
             "auc_loss_without": round(base - auc_removed, 4),

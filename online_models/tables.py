@@ -466,23 +466,38 @@ def prepare(
     return Prepared(schema, timed, ys, unlabelled, len(rows) - len(timed))
 
 
+def feature_column(column: str) -> str:
+    """A column's name in feature names: an ``=`` in it (``income (<=50K)``) is written as
+    a full-width ``＝``, since ``col=value`` names a category's indicator.
+
+    >>> feature_column("income (<=50K)"), feature_column("visits")
+    ('income (<＝50K)', 'visits')
+    """
+    return column.replace("=", "\uff1d")
+
+
 def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str, float]]:
     """One feature dict per row: numbers as numbers, categories as ``col=value`` indicators.
 
     A missing number becomes a ``col__missing`` indicator, a word in a numeric column
     (``unknown``) a ``col=unknown`` indicator, a missing category ``col=__missing__``.
 
+    Features are named by :func:`feature_column` of their column.
+
     >>> f = pd.DataFrame({"n": ["$1,200", "unknown", None], "c": ["a", None, "b"]})
     >>> rows_to_features(f, TableSchema("y", "t", (), ("n",), ("c",)))
     [{'n': 1200.0, 'c=a': 1.0}, {'n=unknown': 1.0, 'c=__missing__': 1.0}, {'n__missing': 1.0, 'c=b': 1.0}]
     """
-    numeric = {c: (numbers(frame[c]).tolist(), frame[c].tolist()) for c in schema.numeric}
+    numeric = {
+        feature_column(c): (numbers(frame[c]).tolist(), frame[c].tolist()) for c in schema.numeric
+    }
     if schema.dates:
         at = _when(frame[schema.time])
         for c in schema.dates:
-            numeric[c] = (((at - _when(frame[c])).dt.total_seconds() / 86400).tolist(),
-                          frame[c].tolist())  # fmt: skip
-    categorical = {c: frame[c].tolist() for c in schema.categorical}
+            numeric[feature_column(c)] = (
+                ((at - _when(frame[c])).dt.total_seconds() / 86400).tolist(), frame[c].tolist()
+            )  # fmt: skip
+    categorical = {feature_column(c): frame[c].tolist() for c in schema.categorical}
     out = []
     for i in range(len(frame)):
         x: dict[str, float] = {}

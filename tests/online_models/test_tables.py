@@ -171,6 +171,23 @@ def test_a_row_index_saved_with_the_table_is_left_out(tmp_path: Path) -> None:
     }
 
 
+def test_a_column_name_with_an_equals_sign_is_still_a_number() -> None:
+    """``col=value`` names an indicator; a column named ``income (<=50K)`` is a number all
+    the same, scaled like any other, and the sensitivity names it as written."""
+    frame = mixed(9, n=1500)
+    frame["n0"] = frame["n0"] * 1000 + 20_000  # unscaled, it would be clipped to ±5
+    named = frame.rename(columns={"n0": "income (<=50K)", "channel": "source=utm"})
+    plain, odd = evaluate(frame, "label", "ts", sensitivity=True), evaluate(
+        named, "label", "ts", sensitivity=True
+    )
+    assert (odd.metrics.auc, odd.metrics.logloss) == (plain.metrics.auc, plain.metrics.logloss)
+    renamed = {"n0": "income (<=50K)", "channel": "source=utm"}
+    assert odd.sensitivity is not None and plain.sensitivity is not None
+    assert [{**e, "column": renamed.get(e["column"], e["column"])} for e in plain.sensitivity] == (
+        odd.sensitivity
+    )
+
+
 def test_date_columns_become_ages_at_the_rows_time() -> None:
     rng = np.random.default_rng(12)
     n = 3000
