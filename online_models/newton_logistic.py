@@ -121,6 +121,8 @@ class _Encoding:
         for j, name in enumerate(cols.names):
             a = cols.numbers[:, j]
             a = a[~np.isnan(a)]
+            if not a.size:  # only ever NaN: nothing to learn from
+                continue
             sd = float(a.std())
             if sd == 0.0:  # constant where present (``col__missing``): an indicator
                 self.terms[name] = (n, 0.0, 1.0, -1, 0.0, 0.0)
@@ -175,6 +177,8 @@ class _Encoding:
                 slot = self.rare.get(name.split("=", 1)[0], -1) if "=" in name else -1
                 if slot >= 0:
                     out[slot] += v
+                continue
+            if v != v:  # NaN: absent, as in :meth:`matrix`
                 continue
             out[t[0]] += (v - t[1]) * t[2]
             hinge = self.hinges.get(name)

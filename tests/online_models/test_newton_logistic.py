@@ -137,7 +137,8 @@ def test_a_history_encoded_at_once_equals_its_rows_encoded_one_by_one() -> None:
         xs.append(x)
     encoding = _Encoding(xs, min_count=5, clip=5.0, log_skewed=True, knots=4)
     assert encoding.logs and encoding.hinges and encoding.rare
-    later = [*xs[:50], {"visits": 1e6, "channel=new": 1.0, "other=x": 1.0, "fresh": 3.0}]
+    later = [*xs[:50], {"visits": 1e6, "channel=new": 1.0, "other=x": 1.0, "fresh": 3.0},
+             {"visits": math.nan, "z": 2.0}]  # fmt: skip
     for rows in (xs, later):
         stacked = np.array([encoding.vector(x) for x in rows])
         assert np.allclose(encoding.matrix(rows), stacked, rtol=0, atol=1e-12)
