@@ -324,7 +324,7 @@ def evaluate(
         else None
     )
     if threshold is None:
-        in_sample = [scorer.predict_proba_one(x)[True] for x in xs[:split]]
+        in_sample = _scores(scorer, xs[:split])
         threshold = best_f1_threshold(ys[:split], in_sample)
     scores = []
     total = len(xs) - split
@@ -341,6 +341,15 @@ def evaluate(
         metrics, split, seconds, fold_aucs, effects, tuple(scores), unlabelled, untimed,
         schema.ids,
     )  # fmt: skip
+
+
+def _scores(model: Scorer, xs: Sequence[dict[str, float]]) -> list[float]:
+    """The model's probability of a conversion for each row (all at once when it can)."""
+    many = getattr(model, "scores", None)
+    if many is not None:
+        out: list[float] = many(xs)
+        return out
+    return [model.predict_proba_one(x)[True] for x in xs]
 
 
 def _column(feature: str) -> str:
@@ -382,23 +391,24 @@ def column_sensitivity(
     columns keep their relation to each other and lose only that to the label). Rows
     for groups carry their ``columns``. Sorted by the larger AUC loss.
     """
-    base = auc(ys, [model.predict_proba_one(x)[True] for x in xs])
+    base = auc(ys, _scores(model, xs))
     rng = random.Random(seed)  # noqa: S311 - shuffling, not security
     out = []
     units: list[tuple[str, frozenset[str], bool]] = [
         (c, frozenset([c]), False) for c in (*schema.numeric, *schema.categorical, *schema.dates)
     ]
     units += [(name, frozenset(cols), True) for name, cols in (groups or {}).items()]
+    column_of = {k: _column(k) for x in xs for k in x}  # once per feature name, not per use
     for done, (name, names, is_group) in enumerate(units):
         if progress is not None:
             progress(SENSITIVITY, done, len(units))
         columns = frozenset(feature_column(c) for c in names)
-        removed = [{k: v for k, v in x.items() if _column(k) not in columns} for x in xs]
-        parts = [{k: v for k, v in x.items() if _column(k) in columns} for x in xs]
+        removed = [{k: v for k, v in x.items() if column_of[k] not in columns} for x in xs]
+        parts = [{k: v for k, v in x.items() if column_of[k] in columns} for x in xs]
         rng.shuffle(parts)
         shuffled = [{**r, **p} for r, p in zip(removed, parts, strict=True)]
-        auc_removed = auc(ys, [model.predict_proba_one(x)[True] for x in removed])
-        auc_shuffled = auc(ys, [model.predict_proba_one(x)[True] for x in shuffled])
+        auc_removed = auc(ys, _scores(model, removed))
+        auc_shuffled = auc(ys, _scores(model, shuffled))
         out.append({
             "column": name,
             **({"columns": sorted(names)} if is_group else {}),
@@ -433,6 +443,6 @@ def _cross_validate(
         train_x = [*xs[:lo], *xs[hi:]]
         train_y = [*ys[:lo], *ys[hi:]]
         fit(model, train_x, train_y, seed + f)
-        out.append(auc(ys[lo:hi], [model.predict_proba_one(x)[True] for x in xs[lo:hi]]))
+        out.append(auc(ys[lo:hi], _scores(model, xs[lo:hi])))
     progress(FOLDS, k, k)
     return out

@@ -482,6 +482,14 @@ class NewtonLogistic(base.Classifier):
             p = _sigmoid_one(float(self._w[:-1] @ self._encoding.vector(x) + self._w[-1]))
         return {False: 1.0 - p, True: p}
 
+    def scores(self, xs: Sequence[dict[str, float]]) -> list[float]:
+        """:meth:`predict_proba_one`'s probability of a conversion for each row, at once."""
+        if self._encoding is None:
+            return [self._prior()] * len(xs)
+        z = self._encoding.matrix(xs) @ self._w[:-1] + self._w[-1]
+        out: list[float] = _sigmoid(z).tolist()
+        return out
+
     def explain_one(self, x: dict[str, float]) -> Explanation:
         """The score with its exact split of the logit: each feature's encoded terms × weights.
 

@@ -142,6 +142,11 @@ def test_a_history_encoded_at_once_equals_its_rows_encoded_one_by_one() -> None:
     for rows in (xs, later):
         stacked = np.array([encoding.vector(x) for x in rows])
         assert np.allclose(encoding.matrix(rows), stacked, rtol=0, atol=1e-12)
+    model = NewtonLogistic(c=0.5, log_skewed=True, knots=4)
+    assert model.scores(later) == [model.predict_proba_one(x)[True] for x in later]  # the prior
+    model.learn_many(xs, [int(x["visits"] > 3) for x in xs])
+    one_by_one = [model.predict_proba_one(x)[True] for x in later]
+    assert np.allclose(model.scores(later), one_by_one, rtol=0, atol=1e-12)
 
 
 def test_the_stream_kind_solves_again_on_its_window_and_learns_what_came_later() -> None:
