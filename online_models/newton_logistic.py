@@ -123,7 +123,10 @@ class _Encoding:
             a = a[~np.isnan(a)]
             if not a.size:  # only ever NaN: nothing to learn from
                 continue
-            sd = float(a.std())
+            with np.errstate(over="ignore", invalid="ignore"):
+                sd = float(a.std())
+            if not math.isfinite(sd):  # values near the float limit (1e300): no scale
+                continue
             if sd == 0.0:  # constant where present (``col__missing``): an indicator
                 self.terms[name] = (n, 0.0, 1.0, -1, 0.0, 0.0)
                 n += 1

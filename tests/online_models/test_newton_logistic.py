@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -147,6 +148,15 @@ def test_a_history_encoded_at_once_equals_its_rows_encoded_one_by_one() -> None:
     model.learn_many(xs, [int(x["visits"] > 3) for x in xs])
     one_by_one = [model.predict_proba_one(x)[True] for x in later]
     assert np.allclose(model.scores(later), one_by_one, rtol=0, atol=1e-12)
+
+
+def test_numbers_near_the_float_limit_are_left_out_without_a_warning() -> None:
+    rows = [{"a": float(i % 7), "huge": 1e300 if i % 50 == 0 else float(i)} for i in range(500)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow would be a RuntimeWarning
+        encoding = _Encoding(rows, min_count=5, clip=5.0, log_skewed=True, knots=4)
+        assert "huge" not in encoding.terms and "a" in encoding.terms
+        assert np.isfinite(encoding.matrix(rows)).all()
 
 
 def test_the_stream_kind_solves_again_on_its_window_and_learns_what_came_later() -> None:
