@@ -29,7 +29,7 @@ from online_models.bundle import ModelBundle
 from online_models.evaluation import backfill, history_size
 from online_models.features import lead_features
 from online_models.prequential import ClassificationMetrics
-from online_models.tables import labelled, labels, time_ordered
+from online_models.tables import labelled, labels, require_columns, time_ordered
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,7 @@ def train(
     validation rows`` in all).
     """
     started = time.perf_counter()
-    for col in (label, time_col, *([revenue] if revenue else [])):
-        if col not in frame.columns:
-            raise ValueError(
-                f"column {col!r} is not in the data; columns are: {', '.join(map(str, frame.columns))}"
-            )
+    require_columns(frame, (label, time_col, *([revenue] if revenue else [])), "data")
     given = len(frame)
     frame, _ = labelled(frame, label)
     frame = time_ordered(frame, time_col)

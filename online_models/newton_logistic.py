@@ -390,9 +390,10 @@ class NewtonLogistic(base.Classifier):
             assert encoding is not None  # select installs its choice
             self._encoding, self._w, self._p = encoding, chosen._w, chosen._p  # noqa: SLF001
         else:
-            encoding = _Encoding(xs, self.min_count, self.clip, self._log_skewed, self._knots)
+            cols = _Columns(xs)  # read once, for the encoding and the matrix
+            encoding = _Encoding(cols, self.min_count, self.clip, self._log_skewed, self._knots)
             with one_blas_thread():
-                self._install(encoding, encoding.matrix(xs), np.asarray(ys, dtype=float))
+                self._install(encoding, encoding.matrix(cols), np.asarray(ys, dtype=float))
         self._fit_rows, self._since_fit = len(ys), 0
         self._unseen = {}
 

@@ -190,6 +190,22 @@ def is_date(values: pd.Series) -> bool:
     return bool(_dates(text).notna().mean() >= 0.95)
 
 
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: str = "file") -> None:
+    """An error naming the first of ``columns`` that ``frame`` lacks, and the ones it has.
+
+    >>> require_columns(pd.DataFrame({"a": [1]}), ("a", "b"))
+    Traceback (most recent call last):
+    ...
+    ValueError: column 'b' is not in the file; columns are: a
+    """
+    for col in columns:
+        if col not in frame.columns:
+            raise ValueError(
+                f"column {col!r} is not in the {source}; columns are: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+
+
 def infer_schema(
     frame: pd.DataFrame, label: str, time_col: str, ids: Sequence[str] = ()
 ) -> TableSchema:
@@ -206,11 +222,7 @@ def infer_schema(
     >>> s.numeric, s.categorical
     (('b',), ('a', 'c'))
     """
-    for col in (label, time_col, *ids):
-        if col not in frame.columns:
-            raise ValueError(
-                f"column {col!r} is not in the file; columns are: {', '.join(map(str, frame.columns))}"
-            )
+    require_columns(frame, (label, time_col, *ids))
     skip = {label, time_col, *ids}
     found = [str(c) for c in frame.columns if c not in skip and is_id(str(c), frame[c])]
     numeric: list[str] = []
@@ -332,10 +344,7 @@ def labelled(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
     >>> f["y"].tolist(), dropped
     ([1, 0], 2)
     """
-    if label not in frame.columns:
-        raise ValueError(
-            f"column {label!r} is not in the file; columns are: {', '.join(map(str, frame.columns))}"
-        )
+    require_columns(frame, (label,))
     keep = [not _missing(v) for v in frame[label].tolist()]
     return frame[keep].reset_index(drop=True), len(keep) - sum(keep)
 

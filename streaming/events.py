@@ -221,19 +221,18 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def describe_errors(topic: str, error: ValidationError) -> str:
-    """One line naming every field that failed and why.
+def describe_errors(error: ValidationError) -> str:
+    """One line naming every field that failed and why (the caller names the topic).
 
     >>> try:
     ...     ConversionEvent.model_validate({"event_id": "e1", "event_type": "stage_change",
     ...         "occurred_at": "2026-01-05T10:00:00Z", "schema_version": 1,
     ...         "lead_id": "L1", "stage": "closed"})
     ... except ValidationError as exc:
-    ...     print(describe_errors("conversions.raw", exc))
-    conversions.raw: stage 'closed' is not one of mql, sql, opportunity, won, lost
+    ...     print(describe_errors(exc))
+    stage 'closed' is not one of mql, sql, opportunity, won, lost
     """
-    parts = [_describe_one(err) for err in error.errors(include_url=False)]
-    return f"{topic}: " + "; ".join(parts)
+    return "; ".join(_describe_one(err) for err in error.errors(include_url=False))
 
 
 def _describe_one(err: Any) -> str:

@@ -244,9 +244,7 @@ class Ingestor:
             code = "invalid_field"
         # Reasons quote the offending values; hash anything personal in them, but not the
         # topic's name, which may hold a run of digits (a tenant or test prefix).
-        prefix = f"{self.topic}: "
-        detail = describe_errors(self.topic, exc).removeprefix(prefix)
-        return code, prefix + scrub_text(detail, self.key)
+        return code, f"{self.topic}: {scrub_text(describe_errors(exc), self.key)}"
 
     def _reject(self, raw: bytes, code: str, reason: str, partition: int, offset: int) -> Rejected:
         return Rejected(
