@@ -6,7 +6,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -144,6 +145,7 @@ def build_pipeline(
     send: Sender,
     metrics: Metrics | None = None,
     key_prefix: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Pipeline:
     """A pipeline on these clients: Redis state and model store, one sink per table.
 
@@ -164,6 +166,7 @@ def build_pipeline(
         metrics=metrics or Metrics.create(CollectorRegistry()),
         send=send,
         pii_key=settings.require_pii_key(),
+        clock=clock,
     )
 
 
