@@ -1,7 +1,8 @@
-"""Thin Faust agents and timers: take a batch, hand it to the pipeline.
+"""Thin Faust agents and timers: the learner, model publishing and reloading, the sweep.
 
-Offsets of a batch are acknowledged only after the loop body for it returns
-(``take_events``), so everything the pipeline writes is at-least-once.
+The learner's offsets are acknowledged only after the loop body for its batch returns
+(``take_events``), so everything it writes is at-least-once. The raw topics are read by
+:mod:`agents.stream`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, cast
 
 import faust
 import structlog
-from faust.types import EventT, TopicT
+from faust.types import EventT
 
 from config.settings import Settings
 from streaming.app import Topics
@@ -97,26 +98,15 @@ def register_agents(
     pipeline: Callable[[], Pipeline],
     before_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Register the ingest, score, label and learner agents and the periodic jobs.
+    """Register the learner agent and the periodic jobs.
 
-    ``before_batch`` runs before each attempt at a raw batch and each label sweep, the
-    steps that produce (the worker refreshes its producer's metadata there, see
-    streaming/topic_guard.py).
+    The raw topics are not Faust agents: :class:`agents.stream.BatchStream` consumes
+    them in batches. ``before_batch`` runs before each label sweep, a step that produces
+    (the worker refreshes its producer's metadata there, see streaming/topic_guard.py).
     """
-    size, within = settings.kafka.batch_size, settings.kafka.batch_within_s
+    # The learner is not on the latency path: it waits longer for fuller batches.
+    size, within = settings.kafka.batch_size, max(settings.kafka.batch_within_s, 0.2)
     models = settings.models
-
-    def raw_agent(kind: str, topic: TopicT) -> None:
-        async def ingest(stream: AsyncIterable[bytes]) -> None:
-            async for events in stream.take_events(size, within=within):  # type: ignore[attr-defined]  # faust's StreamT protocol lacks take_events; Stream has it
-                batch = _messages(events)
-                handle = partial(pipeline().handle_raw, kind, batch)
-                await _until_done(kind, _gated(before_batch, handle))
-
-        app.agent(topic, name=f"leadstream.ingest_{kind}")(ingest)
-
-    for kind, topic in topics.raw.items():
-        raw_agent(kind, topic)
 
     @app.agent(topics.training, name="leadstream.learner")
     async def learner(stream: AsyncIterable[bytes]) -> None:

@@ -42,6 +42,10 @@ class TopicNames(_Section):
     )
     anomalies: str = Field("anomalies", description="detected anomalies and drift")
     deadletter: str = Field("deadletter", description="rejected events with their reason")
+    valid: str = Field(
+        "events.valid",
+        description="validated events (personal data hashed) on their way to ClickHouse",
+    )
 
     def raw(self) -> dict[str, str]:
         """Map each raw topic name to the kind of event it carries."""
@@ -74,8 +78,18 @@ class KafkaSettings(_Section):
     )
     heartbeat_interval_s: float = Field(1.0, gt=0, description="consumer heartbeat interval")
     batch_size: int = Field(2000, ge=1, description="max events one agent handles per batch")
-    batch_within_s: float = Field(0.2, gt=0, description="max seconds a batch waits to fill")
+    batch_within_s: float = Field(
+        0.02, gt=0,
+        description="longest an idle consumer waits for records before it handles what it has",
+    )  # fmt: skip
     max_event_bytes: int = Field(256 * 1024, ge=1024, description="larger events are rejected")
+    sink_flush_s: float = Field(
+        1.0, gt=0,
+        description="longest the ClickHouse sink buffers rows before it inserts and commits",
+    )  # fmt: skip
+    sink_max_rows: int = Field(
+        50_000, ge=1, description="rows the ClickHouse sink buffers at most before it inserts"
+    )
     commit_interval_s: float = Field(
         1.0, gt=0, description="how often processed offsets are committed"
     )

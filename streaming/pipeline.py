@@ -38,7 +38,7 @@ from online_models.bundle import (
 from online_models.features import lead_features
 from online_models.importance import scored_fields
 from online_models.records import REVENUE_MODEL, drift_row, metric_rows, promotion_row
-from sinks.clickhouse import ClickHouseSink, write_with_retry
+from sinks.clickhouse import ClickHouseSink, DirectRows, write_with_retry
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
 from sinks.rows import COLUMNS, TABLE_FOR_KIND, Row, event_row, mapping_row
@@ -70,6 +70,16 @@ class Sender(Protocol):
     async def __call__(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
 
 
+class RowWriter(Protocol):
+    """Where a batch's ClickHouse rows go: straight in, or to the sink through Kafka.
+
+    The rows are durable once :meth:`write` has returned and the awaitables it returns
+    have resolved (the pipeline awaits them with the batch's messages).
+    """
+
+    async def write(self, table: str, rows: Sequence[Row]) -> list[Awaitable[Any]]: ...
+
+
 class Pipeline:
     """Batch handlers shared by all agents of one worker.
 
@@ -91,6 +101,9 @@ class Pipeline:
         HMAC key for personal data.
     clock
         Wall clock (epoch seconds); injectable for tests.
+    rows
+        Where rows of the event tables, scored leads and rejections go; by default
+        straight into ``sinks`` (:class:`sinks.clickhouse.DirectRows`).
     """
 
     def __init__(
@@ -103,8 +116,10 @@ class Pipeline:
         send: Sender,
         pii_key: bytes,
         clock: Callable[[], float] = time.time,
+        rows: RowWriter | None = None,
     ) -> None:
         self.settings = settings
+        self.rows = rows or DirectRows(sinks, metrics)
         self.state = state
         self.store = store
         self.sinks = sinks
@@ -150,11 +165,8 @@ class Pipeline:
                 accepted[result.event_id] = (result, msg)
         events = list(accepted.values())
         table = TABLE_FOR_KIND[kind]
-        await write_with_retry(
-            self.sinks[table], [event_row(table, a.event, now) for a, _ in events], self.metrics
-        )
-        if rejected_rows:
-            await write_with_retry(self.sinks["rejected_events"], rejected_rows, self.metrics)
+        pending += await self.rows.write(table, [event_row(table, a.event, now) for a, _ in events])
+        pending += await self.rows.write("rejected_events", rejected_rows)
         fresh = await self._fresh(kind, ingestor.topic, events)
         for a, _ in fresh:
             self.metrics.events_in.labels(
@@ -284,7 +296,7 @@ class Pipeline:
                 await self._emit_example(lead_id, snapshot, 0, now, None, "provisional")
                 for lead_id, _, snapshot in snapshots
             ]
-        await write_with_retry(self.sinks["scored_leads"], rows, self.metrics)
+        sends += await self.rows.write("scored_leads", rows)
         self.metrics.leads_scored.inc(len(rows))
         return sends, snapshots
 

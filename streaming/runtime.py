@@ -7,26 +7,32 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
 import structlog
+from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry, start_http_server
 
+from agents.sink import SinkStream
+from agents.stream import BatchStream
 from agents.stream_agents import register_agents
 from config.settings import Settings
 from online_models.bundle import ModelStore
 from sinks.clickhouse import ClickHouseSink, connect, migrate
+from sinks.kafka import BatchSender
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
 from sinks.retention import apply_retention
+from sinks.row_stream import TopicRows
 from sinks.rows import COLUMNS
 from streaming.app import create_app, declare_topics, topic_layout
-from streaming.pipeline import Pipeline, Sender
+from streaming.pipeline import Pipeline, RowWriter, Sender
 from streaming.topic_guard import TopicGuard
 
 log = structlog.get_logger(__name__)
@@ -73,6 +79,19 @@ class Runtime:
         register_agents(
             self.app, self.topics, settings, self.pipeline, self.topic_guard.refresh_producer
         )
+        self.sender = BatchSender(self._producer)
+        self.stream = BatchStream(
+            settings,
+            self.pipeline,
+            self.topic_guard.refresh_producer,
+            self.topic_guard.check,
+            self.metrics,
+        )
+        self.sink = SinkStream(settings, table_sinks(settings, self.clickhouse), self.metrics)
+        # Faust starts (and stops) the services with the app; it takes instances as well
+        # as classes (App._prepare_subservice), though the decorator is typed for classes.
+        self.app.service(cast(Any, self.stream))
+        self.app.service(cast(Any, self.sink))
         # Once at start (the sentinel must be seen before the broker can lose it), then often.
         self.app.task(self._guard_topics)
         if k.topic_check_every_s > 0:
@@ -82,14 +101,20 @@ class Runtime:
         """The pipeline, built on first use inside the worker's event loop."""
         if self._pipeline is None:
             client = aioredis.from_url(self.settings.redis.url)
+            valid = self.settings.kafka.topics.valid
             self._pipeline = build_pipeline(
-                self.settings, client, self.clickhouse, self._send, self.metrics
-            )
+                self.settings, client, self.clickhouse, self.sender, self.metrics,
+                rows=lambda send: TopicRows(send, valid),
+            )  # fmt: skip
         return self._pipeline
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
-        producer = self.app.producer
-        return await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+    def _producer(self) -> AIOKafkaProducer:
+        # Faust's aiokafka driver keeps its aiokafka producer in `_producer` (None until it
+        # starts) and offers no public way to it; batches are built on it directly.
+        producer = cast(Any, self.app.producer)._producer  # noqa: SLF001
+        if producer is None:
+            raise KafkaConnectionError("the producer has not started yet")
+        return cast(AIOKafkaProducer, producer)
 
     def _producer_client(self) -> AIOKafkaClient | None:
         # Faust's aiokafka driver keeps its aiokafka producer in `_producer` (None until it
@@ -146,18 +171,17 @@ def build_pipeline(
     metrics: Metrics | None = None,
     key_prefix: str | None = None,
     clock: Callable[[], float] = time.time,
+    rows: Callable[[Sender], RowWriter] | None = None,
 ) -> Pipeline:
     """A pipeline on these clients: Redis state and model store, one sink per table.
 
     ``key_prefix`` overrides the Redis prefix (benchmarks and tests isolate runs with it).
+    ``rows`` builds where the batch's ClickHouse rows go from ``send`` (the worker's:
+    :class:`sinks.row_stream.TopicRows`, for its sink); by default they are inserted at once.
     """
     prefix = key_prefix or settings.redis.key_prefix
     ttl = int(settings.models.horizon_days * 86400) + _STATE_MARGIN_S
-    lock = threading.Lock()  # one chDB client: its calls must not overlap
-    sinks = {
-        table: ClickHouseSink(table, clickhouse, settings.clickhouse.database, lock)
-        for table in COLUMNS
-    }
+    sinks = table_sinks(settings, clickhouse)
     return Pipeline(
         settings=settings,
         state=RedisState(redis, prefix, settings.redis.dedup_ttl_s, ttl),
@@ -167,7 +191,17 @@ def build_pipeline(
         send=send,
         pii_key=settings.require_pii_key(),
         clock=clock,
+        rows=rows(send) if rows is not None else None,
     )
+
+
+def table_sinks(settings: Settings, clickhouse: Client) -> dict[str, ClickHouseSink]:
+    """One sink per table, on one client (chDB calls must not overlap: one lock)."""
+    lock = threading.Lock()
+    return {
+        table: ClickHouseSink(table, clickhouse, settings.clickhouse.database, lock)
+        for table in COLUMNS
+    }
 
 
 #: Exit status of a worker whose broker lost its state; its supervisor starts a fresh one.

@@ -89,7 +89,13 @@ def check_exactly_once(run: WorkerRun, events: Sequence[synthetic.Emitted]) -> N
         x for x in run.read_topic(run.topics.training, expect=1) if x.get("kind") != "revenue"
     ]
     labelled = {x["lead_id"] for x in examples}
-    bundle = asyncio.run(_latest_model(run))
+    # The learner has a consumer of its own (Faust's group), which may still be joining
+    # when the raw stream goes quiet after a restart: wait for a snapshot, not for silence.
+    bundle, deadline = None, time.monotonic() + 30
+    while bundle is None and time.monotonic() < deadline:
+        bundle = asyncio.run(_latest_model(run))
+        if bundle is None:
+            time.sleep(0.5)
     run.stop(signal.SIGKILL)  # chDB is one process per folder; the kill also loses nothing
     client = run.clickhouse()
     try:

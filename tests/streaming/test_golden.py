@@ -30,11 +30,12 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from sinks.clickhouse import connect, migrate
+from sinks.clickhouse import connect, migrate, write_with_retry
+from sinks.row_stream import TopicRows, decode
 from sinks.metrics import Metrics
 from sinks.rows import COLUMNS
 from streaming.pipeline import Message
-from streaming.runtime import build_pipeline
+from streaming.runtime import build_pipeline, table_sinks
 from tests.learning._rig import Captured
 
 pytestmark = pytest.mark.integration
@@ -149,9 +150,12 @@ async def _run(redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
     migrate(ch, settings.clickhouse.database)
     sent = Captured()
     try:
+        metrics = Metrics.create(CollectorRegistry())
+        topics = settings.kafka.topics
         pipeline = build_pipeline(
-            settings, client, ch, sent, Metrics.create(CollectorRegistry()), clock=lambda: NOW
-        )
+            settings, client, ch, sent, metrics, clock=lambda: NOW,
+            rows=lambda send: TopicRows(send, topics.valid),
+        )  # fmt: skip
         raw = {kind: _batches(events, 2) for kind, events in _input().items()}
         rounds = max(len(b) for b in raw.values())
         for i in range(rounds):
@@ -172,9 +176,20 @@ async def _run(redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
         ]
         for i in range(0, len(examples), BATCH):
             await pipeline.learn(examples[i : i + BATCH])
+        # What the worker's sink does with the topics it reads (agents/sink.py).
+        roles = {topics.valid: "valid", topics.scored: "scored", topics.deadletter: "deadletter"}
+        rows: dict[str, list[Any]] = defaultdict(list)
+        for topic, _, value in sent.messages:
+            if topic in roles:
+                table, row = decode(roles[topic], orjson.dumps(value))
+                rows[table].append(row)
+        sinks = table_sinks(settings, ch)
+        for table, batch in rows.items():
+            await write_with_retry(sinks[table], batch, metrics)
         messages: dict[str, list[Any]] = defaultdict(list)
         for topic, key, value in sent.messages:
-            messages[topic].append(_plain({"key": key, "value": value}))
+            if topic != topics.valid:  # internal: its content is checked as ClickHouse rows
+                messages[topic].append(_plain({"key": key, "value": value}))
         tables = {}
         db = settings.clickhouse.database
         for table, columns in COLUMNS.items():
