@@ -181,21 +181,69 @@ async def bare_loop(
         await producer.stop()
 
 
+async def relay_loop(broker: str, source: str, sink: str, n: int) -> None:
+    """The ceiling: move raw records to another topic, one record batch per partition.
+
+    No decoding and no work: what the broker and aiokafka allow a loop on this machine
+    (issue 14's yardstick beside the bare loop).
+    """
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap_servers(broker), auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None, fetch_max_bytes=50 * 1024 * 1024,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(broker), linger_ms=5, max_batch_size=256 * 1024
+    )
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        while done < n:
+            deliveries = []
+            for tp, records in (await consumer.getmany(timeout_ms=200, max_records=20000)).items():
+                batch = producer.create_batch()
+                for r in records:
+                    if batch.append(key=r.key, value=r.value, timestamp=None) is None:
+                        deliveries.append(
+                            await producer.send_batch(batch, sink, partition=tp.partition)
+                        )
+                        batch = producer.create_batch()
+                        batch.append(key=r.key, value=r.value, timestamp=None)
+                    done += 1
+                deliveries.append(await producer.send_batch(batch, sink, partition=tp.partition))
+            await asyncio.gather(*deliveries)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def run_ceiling(settings: Settings, events: int) -> Phase:
+    """Events per second through :func:`relay_loop` on the same broker and input."""
+    broker = settings.kafka.bootstrap
+    topics = settings.kafka.topics.model_copy(update={"leads": "ceiling.leads.raw"})
+
+    async def go() -> Phase:
+        await produce(lead_events(events, 1, "tp"), broker, topics)
+        await relay_loop(broker, topics.leads, "ceiling.out", events)
+        return measure(await read_scored(broker, "ceiling.out", events, 600), None)
+
+    return asyncio.run(go())
+
+
 def run_worker_phases(
     settings: Settings,
     events: int,
-    rate: float,
+    rates: list[float],
     latency_seconds: float,
     profile: Path | None,
     progress: Callable[[str], None],
-) -> tuple[Phase, Phase]:
-    """Run `leadstream worker` as its own process, as in production: a backlog, then a paced phase.
+) -> tuple[Phase, list[Phase]]:
+    """Run `leadstream worker` as its own process, as in production: a backlog, then paced phases.
 
     The backlog is produced before the worker starts, so producing does not compete with it.
     """
     topics = settings.kafka.topics
     broker = settings.kafka.bootstrap
-    paced_n = int(rate * latency_seconds)
 
     async def prepare() -> None:
         client = aioredis.from_url(settings.redis.url)
@@ -209,14 +257,26 @@ def run_worker_phases(
     try:
         backlog = asyncio.run(read_scored(broker, topics.scored, events, timeout=600))
         throughput = measure(backlog, None)
-        progress(f"worker: paced phase, {rate:.0f} events/s for {latency_seconds:.0f} s")
+        latency = []
+        total = events
+        for i, rate in enumerate(rates):
+            progress(f"worker: paced phase, {rate:.0f} events/s for {latency_seconds:.0f} s")
+            paced_n = int(rate * latency_seconds)
+            total += paced_n
 
-        async def paced() -> Phase:
-            sent_at = await _produce_stamped(lead_events(paced_n, 2, "lat"), broker, topics, rate)
-            records = await read_scored(broker, topics.scored, events + paced_n, timeout=120)
-            return measure([r for r in records if r[1]["event_id"].startswith("lat-")], sent_at)
+            async def paced(
+                rate: float = rate, n: int = paced_n, seen: int = total, i: int = i
+            ) -> Phase:
+                prefix = f"lat{i}"
+                sent_at = await _produce_stamped(
+                    lead_events(n, 2 + i, prefix), broker, topics, rate
+                )
+                records = await read_scored(broker, topics.scored, seen, timeout=120)
+                return measure(
+                    [r for r in records if r[1]["event_id"].startswith(f"{prefix}-")], sent_at
+                )
 
-        latency = asyncio.run(paced())
+            latency.append(asyncio.run(paced()))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
@@ -353,10 +413,11 @@ def stage_costs(settings: Settings, events: int) -> dict[str, float]:
     from collections import defaultdict
     from datetime import UTC, datetime
 
-    from sinks.clickhouse import connect, migrate
+    from sinks.clickhouse import connect, migrate, write_with_retry
+    from sinks.row_stream import TopicRows, decode
     from streaming.ingest import Ingestor
     from streaming.pipeline import Message
-    from streaming.runtime import build_pipeline
+    from streaming.runtime import build_pipeline, table_sinks
 
     spent: dict[str, float] = defaultdict(float)
 
@@ -388,31 +449,29 @@ def stage_costs(settings: Settings, events: int) -> dict[str, float]:
         [reason(c, a.event) for c in e.top(m.top_reasons)]  # type: ignore[union-attr]  # as above: Accepted, never Rejected
     pure_score = time.perf_counter() - t
 
+    sent: list[tuple[str, bytes]] = []
+
     async def whole() -> float:
         client = aioredis.from_url(settings.redis.url)
         ch = connect(settings.clickhouse)
         migrate(ch, settings.clickhouse.database)
 
         async def send(topic: str, key: bytes | None, value: bytes) -> Any:
+            sent.append((topic, value))
             done = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
 
+        valid = settings.kafka.topics.valid
         pipeline = build_pipeline(
-            settings, client, ch, send, key_prefix=f"{settings.redis.key_prefix}-stages"
-        )
+            settings, client, ch, send, key_prefix=f"{settings.redis.key_prefix}-stages",
+            rows=lambda s: TopicRows(s, valid),
+        )  # fmt: skip
         state = pipeline.state
-        for name in (
-            "seen",
-            "mark",
-            "engagement",
-            "save_snapshots",
-            "parked_outcomes",
-            "advance_watermark",
-        ):
+        for name in ("seen", "mark", "engagement", "save_snapshots", "parked_outcomes",
+                     "advance_watermark"):  # fmt: skip
             setattr(state, name, timed("redis", getattr(state, name)))
-        for sink in pipeline.sinks.values():
-            sink.write = timed("clickhouse", sink.write)  # type: ignore[method-assign]  # a timer wraps it
+        pipeline.rows.write = timed("rows_to_topic", pipeline.rows.write)  # type: ignore[method-assign]  # a timer wraps it
         pipeline.model = bundle
         messages = [
             Message(i % 4, i, e.key.encode(), r, time.time())
@@ -423,17 +482,33 @@ def stage_costs(settings: Settings, events: int) -> dict[str, float]:
         for i in range(0, len(messages), size):
             await pipeline.handle_raw("lead", messages[i : i + size])
         total = time.perf_counter() - t
+        # The sink's share: decode what the stream produced for ClickHouse, insert it in
+        # batches of the sink's size (here in the same process; a sink role elsewhere).
+        roles = {valid: "valid", settings.kafka.topics.scored: "scored"}
+        sinks = table_sinks(settings, ch)
+        t = time.perf_counter()
+        step = settings.kafka.sink_max_rows
+        for i in range(0, len(sent), step):
+            tables: dict[str, list[Any]] = defaultdict(list)
+            for topic, value in sent[i : i + step]:
+                if topic in roles:
+                    table, row = decode(roles[topic], value)
+                    tables[table].append(row)
+            for table, rows in tables.items():
+                await write_with_retry(sinks[table], rows, pipeline.metrics)
+        spent["sink"] = time.perf_counter() - t
         await client.aclose()
         return total
 
     total = asyncio.run(whole())
     us = 1e6 / events
-    rest = total - spent["redis"] - spent["clickhouse"] - pure_ingest - pure_score
+    rest = total - spent["redis"] - spent["rows_to_topic"] - pure_ingest - pure_score
     return {
         "ingest_validate_hash_pii": round(pure_ingest * us, 1),
         "features_score_explain": round(pure_score * us, 1),
         "redis_state": round(spent["redis"] * us, 1),
-        "clickhouse_inserts": round(spent["clickhouse"] * us, 1),
-        "rows_messages_metrics_other": round(rest * us, 1),
+        "rows_to_topic": round(spent["rows_to_topic"] * us, 1),
+        "messages_metrics_other": round(rest * us, 1),
         "whole_pipeline": round(total * us, 1),
+        "sink_decode_insert_per_lead": round(spent["sink"] * us, 1),
     }

@@ -23,9 +23,11 @@ bench_app = typer.Typer(
 )
 console = Console()
 
-#: Targets from the walking-skeleton issue.
-TARGET_EPS = 10_000
-TARGET_RATIO = 0.5
+#: Targets of the batch-first hot path (issue 14), all against yardsticks of the same run.
+TARGET_RATIO_BARE = 0.9  # worker / bare aiokafka loop
+TARGET_RATIO_CEILING = 0.15  # worker / raw send_batch relay
+TARGET_P99_MS = {2000.0: 100.0, 5000.0: 250.0}  # paced rate -> p99 event -> scored
+TARGET_PIPELINE_RATIO = 0.65  # pipeline µs per event / bare loop µs per event
 
 
 @bench_app.command("scoring")
@@ -33,26 +35,31 @@ def scoring(
     ctx: typer.Context,
     events: Annotated[
         int, typer.Option(help="lead events in the throughput (backlog) phase")
-    ] = 100_000,
+    ] = 60_000,
     rate: Annotated[
-        float, typer.Option(help="events per second in the paced latency phase (below capacity)")
-    ] = 2000.0,
-    latency_seconds: Annotated[float, typer.Option(help="length of the paced phase")] = 10.0,
+        list[float] | None,
+        typer.Option(help="events per second of a paced latency phase (repeat for several)"),
+    ] = None,
+    latency_seconds: Annotated[float, typer.Option(help="length of each paced phase")] = 10.0,
     profile: Annotated[
         bool, typer.Option(help="profile the worker and save the top functions")
     ] = False,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
 ) -> None:
-    """Worker (ingest → score → leads.scored) against a bare aiokafka decode-score-produce loop.
+    """The worker against a bare aiokafka loop and the broker's ceiling, same broker, same run.
 
-    Both run in the same process, on the same embedded broker, with the same trained model;
-    reports events per second, p50/p99 latency from event to scored, and the ratio.
+    Three phases on one embedded broker: the worker (`leadstream worker` as its own
+    process: a backlog, then paced phases for latency), the bare loop (decode, features,
+    explained score, one `send` per record), and the ceiling (raw records relayed with one
+    record batch per partition). Then the pipeline's own cost per stage, without a consumer.
+    Reports events per second, p50/p99 latency from event to scored, and the ratios.
     """
     from cli._bench_scoring import (
         bench_settings,
         faust_floor,
         machine,
         run_bare_phases,
+        run_ceiling,
         run_worker_phases,
         stage_costs,
         top_functions,
@@ -60,6 +67,7 @@ def scoring(
     from cli._procs import start_broker, start_redis
     from cli.demo import free_port
 
+    rates = rate or [2000.0, 5000.0]
     base = settings_from(ctx)
     work = Path(tempfile.mkdtemp(prefix="leadstream-bench-"))
     started = time.perf_counter()
@@ -72,33 +80,54 @@ def scoring(
             settings = bench_settings(base, broker.url, redis.url, work / "chdb")
             prof = work / "worker.prof" if profile else None
             w_tp, w_lat = run_worker_phases(
-                settings, events, rate, latency_seconds, prof, lambda m: console.print(m)
+                settings, events, rates, latency_seconds, prof, lambda m: console.print(m)
             )
             top = top_functions(prof) if prof else ""
-            console.print("bare loop: the same two phases")
-            b_tp, b_lat = run_bare_phases(settings, events, rate, latency_seconds)
+            console.print("bare loop: the same phases")
+            b_tp, b_lat = run_bare_phases(settings, events, rates[0], latency_seconds)
+            console.print("ceiling: raw records relayed with send_batch")
+            ceiling = run_ceiling(settings, events)
             console.print("Faust with an empty agent; then the pipeline's stages without Faust")
             floor = faust_floor(settings, events)
             stages = stage_costs(settings, min(events, 20000))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ratio = w_tp.eps / b_tp.eps if b_tp.eps else 0.0
+    to_ceiling = w_tp.eps / ceiling.eps if ceiling.eps else 0.0
+    bare_us = 1e6 / b_tp.eps if b_tp.eps else 0.0
+    pipeline_ratio = stages["whole_pipeline"] / bare_us if bare_us else 0.0
+    latency = {f"{r:.0f}_per_s": p.summary() for r, p in zip(rates, w_lat, strict=True)}
+    p99_met = all(
+        p.summary().get("latency_p99_ms", 1e9) <= TARGET_P99_MS[r]
+        for r, p in zip(rates, w_lat, strict=True)
+        if r in TARGET_P99_MS
+    )
     result = {
         "benchmark": "scoring",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "worker": {"throughput": w_tp.summary(), "latency": w_lat.summary()},
+        "worker": {"throughput": w_tp.summary(), "latency": latency},
         "bare_loop": {"throughput": b_tp.summary(), "latency": b_lat.summary()},
+        "ceiling_send_batch_relay": {"throughput": ceiling.summary()},
         "ratio_worker_to_bare": round(ratio, 3),
+        "ratio_worker_to_ceiling": round(to_ceiling, 3),
         "faust_empty_agent_events_per_s": round(floor),
         "pipeline_us_per_event_without_faust": stages,
+        "bare_loop_us_per_event": round(bare_us, 1),
+        "ratio_pipeline_to_bare_per_event": round(pipeline_ratio, 3),
         "targets": {
-            "events_per_s": TARGET_EPS, "ratio": TARGET_RATIO,
-            "met": w_tp.eps >= TARGET_EPS and ratio >= TARGET_RATIO,
+            "ratio_to_bare": TARGET_RATIO_BARE, "ratio_to_ceiling": TARGET_RATIO_CEILING,
+            "p99_ms": {f"{r:.0f}_per_s": v for r, v in TARGET_P99_MS.items()},
+            "pipeline_ratio": TARGET_PIPELINE_RATIO,
+            "met": {
+                "ratio_to_bare": ratio >= TARGET_RATIO_BARE,
+                "ratio_to_ceiling": to_ceiling >= TARGET_RATIO_CEILING,
+                "p99": p99_met,
+                "pipeline_ratio": pipeline_ratio <= TARGET_PIPELINE_RATIO,
+            },
         },
         "seconds_total": round(time.perf_counter() - started, 1),
     }  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "scoring.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     if profile:
@@ -466,21 +495,21 @@ def explanations(
     console.print(f"results: {path}")
 
 
-def _print(result: dict[str, object]) -> None:
+def _print(result: dict[str, Any]) -> None:
     t = Table(title="scoring benchmark")
-    for col in ("path", "events/s", "p50 ms", "p99 ms"):
+    for col in ("path", "events/s", "paced at", "p50 ms", "p99 ms"):
         t.add_column(col, justify="left" if col == "path" else "right")
-    for name in ("worker", "bare_loop"):
-        r = result[name]
-        assert isinstance(r, dict)
-        tp, lat = r["throughput"], r["latency"]
-        t.add_row(
-            name,
-            f"{tp['events_per_s']:,}",
-            str(lat.get("latency_p50_ms")),
-            str(lat.get("latency_p99_ms")),
-        )
+    w = result["worker"]
+    for at, lat in w["latency"].items():
+        t.add_row("worker", f"{w['throughput']['events_per_s']:,}", at,
+                  str(lat.get("latency_p50_ms")), str(lat.get("latency_p99_ms")))  # fmt: skip
+    b = result["bare_loop"]
+    t.add_row("bare_loop", f"{b['throughput']['events_per_s']:,}", "",
+              str(b["latency"].get("latency_p50_ms")), str(b["latency"].get("latency_p99_ms")))  # fmt: skip
+    c = result["ceiling_send_batch_relay"]["throughput"]
+    t.add_row("ceiling", f"{c['events_per_s']:,}", "", "", "")
     console.print(t)
+    console.print(f"ratio worker/ceiling: {result['ratio_worker_to_ceiling']}")
     console.print(
         f"ratio worker/bare: {result['ratio_worker_to_bare']}; targets: {result['targets']}"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from online_models.bundle import (
     value_band,
 )
 from online_models.features import lead_features
-from online_models.importance import scored_fields
+from online_models.importance import scored_many
 from online_models.records import REVENUE_MODEL, drift_row, metric_rows, promotion_row
 from sinks.clickhouse import ClickHouseSink, DirectRows, write_with_retry
 from sinks.metrics import Metrics
@@ -168,10 +169,8 @@ class Pipeline:
         pending += await self.rows.write(table, [event_row(table, a.event, now) for a, _ in events])
         pending += await self.rows.write("rejected_events", rejected_rows)
         fresh = await self._fresh(kind, ingestor.topic, events)
-        for a, _ in fresh:
-            self.metrics.events_in.labels(
-                topic=ingestor.topic, event_type=a.event["event_type"]
-            ).inc()
+        for event_type, count in Counter(a.event["event_type"] for a, _ in fresh).items():
+            self.metrics.events_in.labels(topic=ingestor.topic, event_type=event_type).inc(count)
         latest: dict[int, float] = {}
         for a, msg in fresh:
             ts = a.occurred_at.timestamp()
@@ -250,15 +249,16 @@ class Pipeline:
         rows: list[Row] = []
         snapshots: list[tuple[str, float, dict[str, Any]]] = []
         wall = self.clock()
-        for (a, msg), eng in zip(fresh, engagement, strict=True):
+        xs = [lead_features(a.event, eng) for (a, _), eng in zip(fresh, engagement, strict=True)]
+        # The whole batch scored and explained at once. With explanations: reasons +
+        # intercept + unlisted_contribution add up to the logit; the reasons come encoded
+        # once, for the message and the row alike.
+        scored = scored_many(
+            model.scorer, xs, [a.event for a, _ in fresh], cfg.top_reasons, cfg.explain
+        )
+        for (a, msg), x, (score, explained, reasons) in zip(fresh, xs, scored, strict=True):
             lead = a.event
-            x = lead_features(lead, eng)
             revenue = model.expected_revenue(x)  # if won; the mean until enough deals
-            # With explanations: reasons + intercept + unlisted_contribution add up to the
-            # logit; the reasons come encoded once, for the message and the row alike.
-            score, explained, reasons = scored_fields(
-                model.scorer, x, lead, cfg.top_reasons, cfg.explain
-            )
             if self._fake_negatives:
                 score = from_fake_negatives(score)
             record = {
