@@ -305,8 +305,8 @@ def load(
         float, typer.Option(help="how long to hold the rate (CI: 1, long form: 10)")
     ] = 1.0,
     rate: Annotated[
-        float, typer.Option(help="events per second sent (what one worker sustains here)")
-    ] = 3000.0,
+        float, typer.Option(help="events per second sent (issue 14's target: 5,000)")
+    ] = 5000.0,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
 ) -> None:
     """Hold a rate for N minutes against a worker process; memory (RSS) and lag over time.

@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 DAY_S = 86_400
@@ -34,6 +35,10 @@ SCORE_BINS = 10
 #: Lead fields whose distribution is watched for drift, and how each is binned.
 DRIFT_COUNTERS: tuple[str, ...] = ("pages_viewed", "pricing_page_visits", "email_opens", "email_clicks")
 DRIFT_CATEGORIES: tuple[str, ...] = ("channel", "industry", "country", "seniority")
+
+_SCORE_BIN = tuple(f"sb{i}" for i in range(SCORE_BINS))
+_FEATURE_GROUP = {name: f"feature={name}" for name in (
+    *DRIFT_COUNTERS, "company_size", "email_is_free", "demo_requested", *DRIFT_CATEGORIES)}  # fmt: skip
 
 Family = Literal["count", "ratio", "cost", "mean", "value", "psi"]
 Deltas = dict[tuple[str, int], dict[str, float]]
@@ -87,6 +92,7 @@ class Observation:
         return METRICS[self.metric][0]
 
 
+@lru_cache(maxsize=4096)
 def groups_of(channel: str | None, campaign: str | None) -> tuple[str, ...]:
     """The groups an event counts in.
 
@@ -132,6 +138,10 @@ def drift_bins(lead: Mapping[str, Any]) -> dict[str, str]:
 class DeltaBuilder:
     """Sums of one batch by window and field; ``add_*`` per event, then :attr:`deltas`.
 
+    Amounts accumulate under plain tuple keys, each window start computed once per event;
+    the ``"<group>|<stat>"`` fields are only written out in :attr:`deltas`, once per key
+    (the per-event path of the score agent: a lead adds to ~30 sums).
+
     Examples
     --------
     >>> b = DeltaBuilder(window_s=3600)
@@ -142,13 +152,22 @@ class DeltaBuilder:
 
     def __init__(self, window_s: int) -> None:
         self.window_s = window_s
-        self.deltas: Deltas = defaultdict(lambda: defaultdict(float))
+        self._sums: defaultdict[tuple[str, int, str, str], float] = defaultdict(float)
         self.groups: set[str] = set()
 
+    @property
+    def deltas(self) -> Deltas:
+        """The batch's sums: ``{(class, window start): {"<group>|<stat>": amount}}``."""
+        out: Deltas = defaultdict(lambda: defaultdict(float))
+        for (cls, start, group, stat), amount in self._sums.items():
+            out[(cls, start)][f"{group}|{stat}"] += amount
+        return out
+
     def _add(self, cls: str, ts: float, groups: Iterable[str], stat: str, amount: float) -> None:
-        bucket = self.deltas[(cls, window_start(ts, DAY_S if cls == "d" else self.window_s))]
+        start = window_start(ts, DAY_S if cls == "d" else self.window_s)
+        sums = self._sums
         for g in groups:
-            bucket[f"{g}|{stat}"] += amount
+            sums[(cls, start, g, stat)] += amount
 
     def add_lead(
         self,
@@ -162,17 +181,25 @@ class DeltaBuilder:
         """A new lead (``lead_created``) with its score, lateness and drift bins."""
         groups = groups_of(channel, campaign)
         self.groups.update(groups)
-        for cls in ("w", "d", "c"):
-            self._add(cls, ts, groups, "leads", 1.0)
+        sums = self._sums
+        w = int(ts // self.window_s) * self.window_s
+        d = int(ts // DAY_S) * DAY_S
+        for g in groups:  # the order of the per-stat path: w, d, c (c windows are w's)
+            sums[("w", w, g, "leads")] += 1.0
+            sums[("d", d, g, "leads")] += 1.0
+            sums[("c", w, g, "leads")] += 1.0
         if score is not None:
-            self._add("w", ts, groups, "score_sum", score)
-            self._add("w", ts, groups, "score_sq", score * score)
-            self._add("w", ts, groups, "score_n", 1.0)
-            sbin = min(int(score * SCORE_BINS), SCORE_BINS - 1)
-            self._add("d", ts, groups[:2], f"sb{sbin}", 1.0)
-        self.add_lateness(ts, lateness_s)
+            for g in groups:
+                sums[("w", w, g, "score_sum")] += score
+                sums[("w", w, g, "score_sq")] += score * score
+                sums[("w", w, g, "score_n")] += 1.0
+            sbin = _SCORE_BIN[min(int(score * SCORE_BINS), SCORE_BINS - 1)]
+            for g in groups[:2]:
+                sums[("d", d, g, sbin)] += 1.0
+        sums[("w", w, OVERALL, "accepted")] += 1.0
+        sums[("w", w, OVERALL, "late_sum")] += lateness_s
         for name, b in (bins or {}).items():
-            self._add("d", ts, (f"feature={name}",), f"bin={b}", 1.0)
+            sums[("d", d, _FEATURE_GROUP[name], f"bin={b}")] += 1.0
 
     def add_lateness(self, ts: float, lateness_s: float) -> None:
         """An accepted event that arrived ``lateness_s`` behind the stream's event-time frontier."""

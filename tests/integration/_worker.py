@@ -214,16 +214,25 @@ def wait_handled(run: WorkerRun, total: float, timeout: float = 90.0) -> None:
     raise AssertionError(f"worker handled {handled(run)} of {total}:\n{run.log_tail()}")
 
 
+def _progress(run: WorkerRun) -> float:
+    """Events handled plus rows the worker's sink has written to ClickHouse."""
+    try:
+        return handled(run) + run.metric("leadstream_sink_rows_total")
+    except OSError:
+        return 0.0
+
+
 def wait_quiet(
     run: WorkerRun, quiet_s: float = 2.0, timeout: float = 60.0, *, after_some: bool = False
 ) -> None:
-    """Until the worker has handled nothing new for ``quiet_s`` (and, with ``after_some``,
-    only once it has handled something)."""
+    """Until the worker has handled nothing new and its sink written nothing new for
+    ``quiet_s`` (and, with ``after_some``, only once it has handled something). The sink
+    inserts up to ``sink_flush_s`` after the stream handled an event: quiet means both."""
     deadline = time.monotonic() + timeout
-    last, since = handled(run), time.monotonic()
+    last, since = _progress(run), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.25)
-        now = handled(run)
+        now = _progress(run)
         if now != last:
             last, since = now, time.monotonic()
         elif (now or not after_some) and time.monotonic() - since >= quiet_s:
