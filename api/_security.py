@@ -13,10 +13,13 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 
+import structlog
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
 
+from api._errors import error_response
 from config.settings import ApiSettings
+
+log = structlog.get_logger(__name__)
 
 COOKIE = "leadstream_session"
 #: Longest accepted URL (path and query string), in bytes.
@@ -88,6 +91,17 @@ class Authenticator:
             return hmac.compare_digest(cookie, self.session_value())
         return False
 
+    def schemes(self) -> list[str]:
+        """The credentials accepted (names of the OpenAPI security schemes); none when off."""
+        if not self.enabled:
+            return []
+        names = ["bearer"] if self._token else []
+        if self._user and self._password:
+            names.append("basic")
+        if self._token:
+            names.append("session")
+        return names
+
     def challenge(self) -> dict[str, str]:
         """``WWW-Authenticate`` for a 401: basic (the browser asks) when a password is set."""
         if self._user and self._password:
@@ -98,12 +112,22 @@ class Authenticator:
 def guard(
     auth: Authenticator,
 ) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """HTTP middleware: limits, authentication, then security headers on every answer."""
+    """HTTP middleware: limits, authentication, then security headers on every answer.
+
+    An exception that escapes a view becomes a 500 in the API's error format here, so
+    that it carries the headers too (Starlette's own 500 page is outside this middleware).
+    """
 
     async def middleware(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await _check(request, auth) or await call_next(request)
+        response = await _check(request, auth)
+        if response is None:
+            try:
+                response = await call_next(request)
+            except Exception:  # a bug: logged with its trace, answered without details
+                log.exception("api.unhandled_error", path=request.url.path)
+                response = error_response(500, "internal error; the server log has the details")
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         if request.url.path.startswith("/api/"):
@@ -125,13 +149,12 @@ async def _check(request: Request, auth: Authenticator) -> Response | None:
     if repeated:
         return _error(400, f"query parameter(s) {repeated} given more than once")
     if request.url.path not in OPEN_PATHS and not auth.allowed(request):
-        return JSONResponse(
-            {"detail": "authentication required: a bearer token or user and password"},
-            status_code=401,
+        return error_response(
+            401, "authentication required: a bearer token or user and password",
             headers=auth.challenge(),
-        )
+        )  # fmt: skip
     return None
 
 
 def _error(status: int, detail: str) -> Response:
-    return JSONResponse({"detail": detail}, status_code=status)
+    return error_response(status, detail)

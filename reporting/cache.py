@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -200,7 +201,7 @@ class QueryCache:
             if isinstance(cached, bytes):
                 self._count(view, "hit", started)
                 return cached
-        body = orjson.dumps(compute(), default=_default, option=orjson.OPT_NON_STR_KEYS)
+        body = dumps(compute())
         if key is not None and self.client is not None:
             try:
                 self.client.set(key, body, ex=self.ttl_s)
@@ -220,9 +221,28 @@ class QueryCache:
         log.warning("api.cache_error", op=op, error=str(exc)[:200])
 
 
+def dumps(value: Any) -> bytes:
+    """JSON of a view's answer; every timestamp in RFC 3339 with its offset.
+
+    ClickHouse hands ``DateTime64(3, 'UTC')`` columns back as naive datetimes: they
+    are UTC, and are written so (``Z``), nested in plain dicts too.
+
+    >>> from datetime import date, datetime
+    >>> dumps({"at": datetime(2026, 1, 2, 3, 4, 5), "day": date(2026, 1, 2)})
+    b'{"at":"2026-01-02T03:04:05Z","day":"2026-01-02"}'
+    """
+    return orjson.dumps(
+        value,
+        default=_default,
+        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z,
+    )
+
+
 def _default(value: Any) -> Any:
-    """JSON for pydantic models (orjson handles dates and datetimes itself)."""
+    """Pydantic models as Python values (orjson then writes their dates and datetimes)."""
     dump = getattr(value, "model_dump", None)
     if dump is not None:
-        return dump(mode="json")
+        return dump()
+    if isinstance(value, Decimal):
+        return float(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")

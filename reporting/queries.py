@@ -43,6 +43,9 @@ from reporting._results import (
 )
 
 __all__ = [
+    "FIRST_DAY",
+    "LAST_DAY",
+    "MAX_DAYS",
     "SEGMENT_FIELDS",
     "Analytics",
     "AnomalyRow",
@@ -67,7 +70,13 @@ _VALUE = r"^[A-Za-z0-9_.:+\- ]{1,80}$"
 _STAGES = ("leads", "mql", "sql", "opportunity", "won")
 #: The group of spend on campaigns that brought no leads in the period.
 UNATTRIBUTED = "(no leads)"
-_MAX_DAYS = 3660
+#: The longest range a view covers, in days.
+MAX_DAYS = 3660
+#: The days a view can cover. With the longest range, the previous period of a view
+#: still starts after 1970-01-01, the first day of ClickHouse's ``Date``, and every
+#: day formats as a four-digit year (the driver binds year 999 as ``999-…``).
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
 
 
 class Filters(BaseModel):
@@ -97,10 +106,13 @@ class Filters(BaseModel):
 
     @model_validator(mode="after")
     def _range(self) -> Filters:
+        for name, day in (("start", self.start), ("end", self.end)):
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ValueError(f"{name} {day} is outside {FIRST_DAY} to {LAST_DAY}")
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
-        if (self.end - self.start).days >= _MAX_DAYS:
-            raise ValueError(f"a range spans at most {_MAX_DAYS} days")
+        if (self.end - self.start).days >= MAX_DAYS:
+            raise ValueError(f"a range spans at most {MAX_DAYS} days")
         return self
 
     def previous(self) -> Filters:
