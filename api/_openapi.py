@@ -47,9 +47,31 @@ def document(app: FastAPI, auth: Authenticator, max_rows: int) -> None:
                 else:
                     operation["responses"].pop("401", None)
                 for parameter in operation.get("parameters", []):
+                    parameter["schema"] = _not_null(parameter["schema"])
                     if parameter["name"] == "limit" and path.endswith("/leads"):
                         parameter["schema"]["maximum"] = max_rows
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter's schema without its ``null`` branch.
+
+    A query string cannot carry a null: the parameter is absent instead, which
+    ``required: false`` already says.
+
+    >>> _not_null({"anyOf": [{"type": "string", "pattern": "^a$"}, {"type": "null"}], "title": "X"})
+    {'type': 'string', 'pattern': '^a$', 'title': 'X'}
+    >>> _not_null({"type": "integer"})
+    {'type': 'integer'}
+    """
+    branches = schema.get("anyOf")
+    if not branches:
+        return schema
+    kept = [b for b in branches if b != {"type": "null"}]
+    if len(kept) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**kept[0], **rest}

@@ -75,12 +75,16 @@ def clamp(day: date) -> date:
     return min(max(day, FIRST_DAY), LAST_DAY)
 
 
+Start = Annotated[str | None, _day("first day (UTC); default: 30 days before end")]
+End = Annotated[
+    str | None, _day("last day, included; default: the data's last day (not before start)")
+]
+
+
 def filters(
     request: Request,
-    start: Annotated[str | None, _day("first day (UTC); default: 30 days before end")] = None,
-    end: Annotated[
-        str | None, _day("last day, included; default: the data's last day (not before start)")
-    ] = None,
+    start: Start = None,
+    end: End = None,
     channel: Value = None,
     campaign_id: Value = None,
     industry: Value = None,
@@ -88,7 +92,31 @@ def filters(
     size_bucket: Value = None,
     seniority: Value = None,
     band: Annotated[Band | None, Query(description="score band")] = None,
-) -> Filters:  # fmt: skip
+) -> Filters:
+    """Every filter: the range, channel, campaign, segment fields and score band."""
+    return _build(
+        request, start, end, channel=channel, campaign_id=campaign_id, industry=industry,
+        country=country, size_bucket=size_bucket, seniority=seniority, band=band,
+    )  # fmt: skip
+
+
+def scope(
+    request: Request,
+    start: Start = None,
+    end: End = None,
+    channel: Value = None,
+    campaign_id: Value = None,
+) -> Filters:
+    """The range, channel and campaign (views kept per channel and campaign, not segment)."""
+    return _build(request, start, end, channel=channel, campaign_id=campaign_id)
+
+
+def span(request: Request, start: Start = None, end: End = None) -> Filters:
+    """The range only (views of the whole system, such as model health)."""
+    return _build(request, start, end)
+
+
+def _build(request: Request, start: str | None, end: str | None, **values: str | None) -> Filters:
     """The filters of a view request; the default range is the last 30 days of data."""
     first = parse_day(start, "start") if start else None
     if end:
@@ -100,17 +128,19 @@ def filters(
     if first is None:
         first = clamp(last - timedelta(days=DEFAULT_DAYS - 1))
     try:
-        return Filters(
-            start=first, end=last, channel=channel, campaign_id=campaign_id, industry=industry,
-            country=country, size_bucket=size_bucket, seniority=seniority, band=band,
-        )  # fmt: skip
+        return Filters.model_validate({"start": first, "end": last, **values})
     except ValidationError as exc:
         raise validation_error(exc) from None
 
 
-def with_filter(f: Filters, **update: str) -> Filters:
-    """``f`` with more filters set (a path parameter), or a 422."""
+def narrow(f: Filters, name: str, value: str) -> Filters | None:
+    """``f`` with the filter ``name`` set from a path parameter; None if ``f`` had another value.
+
+    Filters combine with AND: ``/channels/email/campaigns?channel=social`` is empty.
+    """
+    if getattr(f, name) not in (None, value):
+        return None
     try:
-        return Filters.model_validate({**f.model_dump(), **update})
+        return Filters.model_validate({**f.model_dump(), name: value})
     except ValidationError as exc:
         raise validation_error(exc) from None

@@ -30,8 +30,10 @@ from api._params import (
     PathValue,
     clamp,
     filters,
+    narrow,
     parse_day,
-    with_filter,
+    scope,
+    span,
 )
 from api._security import COOKIE, Authenticator, guard
 from config.settings import ApiSettings, ModelSettings, Settings
@@ -56,6 +58,8 @@ from reporting.recommend import Recommendations, recommendations
 STATIC = Path(str(resources.files("api") / "static"))
 
 F = Annotated[Filters, Depends(filters)]
+Scope = Annotated[Filters, Depends(scope)]
+Span = Annotated[Filters, Depends(span)]
 #: The schema's maximum is set to this server's ``api.max_rows`` (see api._openapi).
 Limit = Annotated[int, Query(ge=1, le=10_000, description="most rows (at most api.max_rows)")]
 
@@ -191,7 +195,7 @@ def create_app(
         summary="Detected anomalies, newest first",
     )
     def anomalies(
-        f: F, limit: Annotated[int, Query(ge=1, le=1000, description="most rows")] = 100
+        f: Scope, limit: Annotated[int, Query(ge=1, le=1000, description="most rows")] = 100
     ) -> Response:
         return view("anomalies", f, lambda: analytics.anomalies(f, limit), limit=limit)
 
@@ -200,7 +204,7 @@ def create_app(
         response_model=ModelHealth,
         summary="Model metrics over time and promotions",
     )
-    def model_health(f: F) -> Response:
+    def model_health(f: Span) -> Response:
         return view("model_health", f, lambda: analytics.model_health(f))
 
     @app.get("/api/v1/live", summary="New leads per hour over the last hours of data")
@@ -213,7 +217,9 @@ def create_app(
         summary="Drill-down: a channel's campaigns",
     )
     def channel_campaigns(channel_name: PathValue, f: F) -> Response:
-        g = with_filter(f, channel=channel_name)
+        g = narrow(f, "channel", channel_name)
+        if g is None:
+            return _json(b"[]")
         return view("campaigns", g, lambda: analytics.roi(g, "campaign_id"))
 
     @app.get(
@@ -225,8 +231,10 @@ def create_app(
         campaign: PathValue, f: F,
         limit: Limit = 100,
     ) -> Response:  # fmt: skip
-        g = with_filter(f, campaign_id=campaign)
         limit = _cap(limit, settings.max_rows)
+        g = narrow(f, "campaign_id", campaign)
+        if g is None:
+            return _json(b"[]")
         return view("leads", g, lambda: analytics.leads(g, limit), limit=limit)
 
     @app.get(
@@ -307,6 +315,8 @@ def _insights(analytics: Analytics, models: ModelSettings, f: Filters, limit: in
 
     since = datetime.combine(f.start, time(0), tzinfo=UTC)
     until = datetime.combine(f.end + timedelta(days=1), time(0), tzinfo=UTC)
+    chosen = {name: str(getattr(f, name)) for name in f.set_filters()}
     return segment_insights(
-        analytics.client, analytics.database, models, since=since, until=until, limit=limit
-    )
+        analytics.client, analytics.database, models, since=since, until=until, limit=limit,
+        leads=chosen,
+    )  # fmt: skip
