@@ -240,13 +240,10 @@ def create_app(
     @app.get(
         "/api/v1/leads",
         response_model=list[LeadRow],
-        summary="Leads of a channel or campaign (drill-down)",
-        description="Needs `channel` or `campaign_id` (or both); without either the answer is 422.",
+        summary="The best-scored leads that match the filters (drill-down)",
     )
     def leads(f: F, limit: Limit = 100) -> Response:
         limit = _cap(limit, settings.max_rows)
-        if not (f.channel or f.campaign_id):
-            raise ApiError(422, "give a channel or a campaign_id")
         return view("leads", f, lambda: analytics.leads(f, limit), limit=limit)
 
     @app.get("/api/v1/insights", summary="Characteristics of successful leads (segment analysis)")

@@ -457,9 +457,7 @@ class Analytics:
         return ModelHealth(metrics=metrics, promotions=promotions)
 
     def leads(self, f: Filters, limit: int = 100) -> list[LeadRow]:
-        """The best-scored leads of a channel or campaign in the period (drill-down)."""
-        if not (f.channel or f.campaign_id):
-            raise ValueError("a lead drill-down needs a channel or a campaign")
+        """The best-scored leads of the period that match the filters (drill-down)."""
         params = {**f.params(), **_span(f), "limit": limit}
         if f.segments() or not f.channel:
             sql = _sql.LEADS_FACTS.format(
