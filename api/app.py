@@ -88,6 +88,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         cache.close()  # the watermark thread
+        analytics.pool.close()  # the chDB handles the app opened
 
     app = FastAPI(
         lifespan=lifespan,
@@ -296,8 +297,8 @@ def _recommend(analytics: Analytics, full: Settings | None, period: Period) -> R
     if full.clickhouse.database != analytics.database:
         ch = full.clickhouse.model_copy(update={"database": analytics.database})
         full = full.model_copy(update={"clickhouse": ch})
-    with analytics.lock:
-        return recommendations(analytics.client, full, period)
+    with analytics.pool.client() as client:
+        return recommendations(client, full, period)
 
 
 def _cap(limit: int, most: int) -> int:
@@ -313,7 +314,8 @@ def _insights(analytics: Analytics, models: ModelSettings, f: Filters, limit: in
     since = datetime.combine(f.start, time(0), tzinfo=UTC)
     until = datetime.combine(f.end + timedelta(days=1), time(0), tzinfo=UTC)
     chosen = {name: str(getattr(f, name)) for name in f.set_filters()}
-    return segment_insights(
-        analytics.client, analytics.database, models, since=since, until=until, limit=limit,
-        leads=chosen,
-    )  # fmt: skip
+    with analytics.pool.client() as client:
+        return segment_insights(
+            client, analytics.database, models, since=since, until=until, limit=limit,
+            leads=chosen,
+        )  # fmt: skip

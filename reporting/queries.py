@@ -16,8 +16,6 @@ day (cohorts), so a period's revenue grows as its leads convert.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -41,6 +39,7 @@ from reporting._results import (
     Options,
     RoiRow,
 )
+from reporting.pool import ClientPool
 
 __all__ = [
     "FIRST_DAY",
@@ -151,22 +150,22 @@ class Analytics:
         A clickhouse-connect client (chDB or a server; read-only is enough).
     database
         The leadstream database.
-    lock
-        Serialises calls on the client, for a client that is not safe across threads;
-        none by default (clickhouse-connect's HTTP and chDB clients are).
+    pool
+        The clients queries run on (:class:`reporting.pool.ClientPool`); by default
+        ``client`` itself, shared by every caller.
     """
 
-    def __init__(self, client: Client, database: str, lock: threading.Lock | None = None) -> None:
+    def __init__(self, client: Client, database: str, pool: ClientPool | None = None) -> None:
         self.client = client
         self.database = database
-        self.lock = lock or contextlib.nullcontext()
+        self.pool = pool or ClientPool(client, exclusive=False)
         self._channels: dict[str, str] = {}  # campaign -> channel, learnt from the rows read
 
     # -- plumbing -------------------------------------------------------------------
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        with self.lock:
-            result = self.client.query(sql, parameters={"db": self.database, **params})
+        with self.pool.client() as client:
+            result = client.query(sql, parameters={"db": self.database, **params})
         return list(result.result_rows)
 
     def watermark(self) -> str:
@@ -178,10 +177,10 @@ class Analytics:
 
     def refresh(self) -> None:
         """Rebuild the cohort rollups now and wait for them (tests and benchmarks)."""
-        with self.lock:
+        with self.pool.client() as client:
             for view in ("funnel_daily_mv", "funnel_segments_daily_mv"):
-                self.client.command(f"SYSTEM REFRESH VIEW {self.database}.{view}")
-                self.client.command(f"SYSTEM WAIT VIEW {self.database}.{view}")
+                client.command(f"SYSTEM REFRESH VIEW {self.database}.{view}")
+                client.command(f"SYSTEM WAIT VIEW {self.database}.{view}")
 
     @staticmethod
     def _segment_dim(f: Filters, group: str) -> str | None:
