@@ -11,10 +11,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
 
 import structlog
 from fastapi import Request, Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api._errors import error_response
 from config.settings import ApiSettings
@@ -109,32 +110,50 @@ class Authenticator:
         return {"WWW-Authenticate": 'Bearer realm="leadstream"'}
 
 
-def guard(
-    auth: Authenticator,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """HTTP middleware: limits, authentication, then security headers on every answer.
+class Guard:
+    """ASGI middleware: limits, authentication, then security headers on every answer.
 
     An exception that escapes a view becomes a 500 in the API's error format here, so
-    that it carries the headers too (Starlette's own 500 page is outside this middleware).
+    that it carries the headers too (Starlette's own 500 page is outside this
+    middleware). Plain ASGI rather than ``@app.middleware("http")``, whose wrapper
+    runs every request through an extra task and stream, which costs a cached
+    answer about as much as the answer itself.
     """
 
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await _check(request, auth)
-        if response is None:
-            try:
-                response = await call_next(request)
-            except Exception:  # a bug: logged with its trace, answered without details
-                log.exception("api.unhandled_error", path=request.url.path)
-                response = error_response(500, "internal error; the server log has the details")
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
+        self.app = app
+        self.auth = auth
 
-    return middleware
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        no_store = scope["path"].startswith("/api/")
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers.setdefault(name, value)
+                if no_store:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        refused = await _check(Request(scope), self.auth)
+        if refused is not None:
+            await refused(scope, receive, send_with_headers)
+            return
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # a bug: logged with its trace, answered without details
+            log.exception("api.unhandled_error", path=scope["path"])
+            if started:  # too late for another answer
+                raise
+            answer = error_response(500, "internal error; the server log has the details")
+            await answer(scope, receive, send_with_headers)
 
 
 async def _check(request: Request, auth: Authenticator) -> Response | None:

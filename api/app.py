@@ -15,13 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api import _errors
 from api._errors import RESPONSES, ApiError
+from api._login import LoginLimiter, client_address, over_tls
 from api._openapi import document
 from api._params import (
     DAY,
@@ -35,7 +36,7 @@ from api._params import (
     scope,
     span,
 )
-from api._security import COOKIE, Authenticator, guard
+from api._security import COOKIE, Authenticator, Guard
 from config.settings import ApiSettings, ModelSettings, Settings
 from reporting._period import Period, PeriodKind
 from reporting.cache import QueryCache
@@ -104,7 +105,7 @@ def create_app(
     )
     _errors.install(app, {DAY: DAY_WORDS})
     document(app, auth, settings.max_rows)
-    app.middleware("http")(guard(auth))
+    app.add_middleware(Guard, auth=auth)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def options() -> Options:
@@ -123,16 +124,27 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    limiter = LoginLimiter(settings.login_attempts, settings.login_window_s)
+    trusted = frozenset(settings.trusted_proxies)
+
     @app.get("/login", include_in_schema=False)
-    def login(token: str = Query(max_length=512)) -> Response:
+    def login(request: Request, token: str = Query(max_length=512)) -> Response:
         if not auth.enabled:
             return RedirectResponse("/", status_code=303)
+        address = client_address(request, trusted)
+        wait = limiter.retry_after(address)
+        if wait is not None:
+            raise ApiError(
+                429, f"too many failed logins; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )  # fmt: skip
         if not auth.token_ok(token):
+            limiter.failed(address)
             raise ApiError(401, "wrong token")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE, auth.session_value(), httponly=True, samesite="strict", path="/",
-            secure=False,  # served on loopback by default; put TLS in front in production
+            secure=over_tls(request, trusted),  # a browser then sends it over TLS only
         )  # fmt: skip
         return response
 

@@ -260,6 +260,16 @@ class ApiSettings(_Section):
     )
     refresh_s: float = Field(5.0, ge=1, description="dashboard live-refresh interval")
     max_rows: int = Field(500, ge=10, le=10_000, description="most leads a drill-down returns")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-Proto/-For are believed",
+    )
+    login_attempts: int = Field(
+        10, ge=1, description="failed /login attempts a client address has per window"
+    )
+    login_window_s: float = Field(
+        300.0, gt=0, description="the window of login_attempts, in seconds"
+    )
     chdb_handles: int = Field(
         4, ge=1, le=32, description="chDB connection handles the views query through at once"
     )
