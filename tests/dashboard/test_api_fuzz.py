@@ -1,7 +1,8 @@
 """Schemathesis fuzzes the API from its own ``/openapi.json``, in-process over ASGI.
 
 Every check Schemathesis has runs on every operation, with a fixed seed and a
-bounded number of examples, over the loaded test data: once with credentials
+bounded number of examples, over the loaded test data, with the cache on and
+off: once with credentials
 (answers must match the schema, valid data must be accepted, invalid data
 refused, no 5xx) and once without (every operation must refuse with a
 documented 401).
@@ -39,11 +40,14 @@ SEED = 19
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def built(redis_url: str, loaded: Loaded, chdb: Client) -> Iterator[Built]:
-    b = build_app(settings_for(redis_url, "fuzz", loaded), chdb)
+@pytest.fixture(params=[300, 0], ids=["cache-on", "cache-off"])
+def built(
+    request: pytest.FixtureRequest, redis_url: str, run_id: str, loaded: Loaded, chdb: Client
+) -> Iterator[Built]:
+    """The app with its cache on (a fresh key prefix) and off."""
+    b = build_app(settings_for(redis_url, run_id, loaded, cache_ttl_s=request.param), chdb)
     yield b
-    b.cache.close()
+    b.close()
 
 
 def _day(value: Any) -> date | None:
@@ -101,6 +105,14 @@ def test_fuzz_with_credentials(built: Built) -> None:
     assert not failures, "\n".join(failures)
 
 
-def test_fuzz_without_credentials(built: Built) -> None:
-    failures = fuzz(built, {})
+@pytest.fixture
+def built_once(redis_url: str, run_id: str, loaded: Loaded, chdb: Client) -> Iterator[Built]:
+    """The app as served (cache on): without credentials nothing reaches the cache."""
+    b = build_app(settings_for(redis_url, run_id, loaded), chdb)
+    yield b
+    b.close()
+
+
+def test_fuzz_without_credentials(built_once: Built) -> None:
+    failures = fuzz(built_once, {})
     assert not failures, "\n".join(failures)
