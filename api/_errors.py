@@ -128,7 +128,10 @@ def _described(text: str) -> dict[str, Any]:
 
 #: The error answers every view can give, for the OpenAPI document.
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _described("An unknown query parameter, or one given more than once"),
+    400: _described(
+        "A query parameter that no operation of this API takes, or one given more than once "
+        "(a parameter another operation takes is ignored)"
+    ),
     401: _described("No valid credentials (bearer token, HTTP basic or the session cookie)"),
     414: _described("The URL (path and query) is longer than 2,048 bytes"),
     422: _described("A parameter is malformed or out of range, or the parameters contradict"),

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import schemathesis
 from clickhouse_connect.driver.client import Client
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES as REFUSALS
 from schemathesis.engine import Status, events, from_schema
@@ -35,7 +36,7 @@ from tests.dashboard.test_dashboard_api import TOKEN, settings_for
 pytestmark = pytest.mark.integration
 
 #: Examples per operation and phase, and the seed: the same cases on every run.
-EXAMPLES = 25
+EXAMPLES = 20
 SEED = 19
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -75,6 +76,12 @@ def fuzz(b: Built, headers: dict[str, str]) -> list[str]:
         # A URL over 2,048 bytes is refused with the documented 414.
         "checks": {"negative_data_rejection": {"expected-statuses": [*REFUSALS, "414"]}},
     })  # fmt: skip
+    checks = config.projects.default.checks
+    load_all_checks()
+    disabled = [
+        c.__name__ for c in CHECKS.get_all() if not checks.get_by_name(name=c.__name__).enabled
+    ]
+    assert not disabled, f"every check runs: {disabled} are off"
     # The document itself needs credentials; the cases carry only ``headers``.
     schema = schemathesis.openapi.from_asgi("/openapi.json", b.app, config=config, headers=BEARER)
     schema.hooks.register_hook_with_name(filter_query, "filter_query")
