@@ -89,6 +89,11 @@ class Filters(BaseModel):
     ('2026-01-04', '2026-01-31', 'email')
     >>> f.set_filters()
     ['channel']
+    >>> Filters(start=date(999, 12, 2), end=date(2026, 1, 1))
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Filters
+      Value error, start 0999-12-02 is outside 2000-01-01 to 2099-12-31 ...
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
