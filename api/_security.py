@@ -11,12 +11,16 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
 
+import structlog
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api._errors import error_response
 from config.settings import ApiSettings
+
+log = structlog.get_logger(__name__)
 
 COOKIE = "leadstream_session"
 #: Longest accepted URL (path and query string), in bytes.
@@ -88,6 +92,17 @@ class Authenticator:
             return hmac.compare_digest(cookie, self.session_value())
         return False
 
+    def schemes(self) -> list[str]:
+        """The credentials accepted (names of the OpenAPI security schemes); none when off."""
+        if not self.enabled:
+            return []
+        names = ["bearer"] if self._token else []
+        if self._user and self._password:
+            names.append("basic")
+        if self._token:
+            names.append("session")
+        return names
+
     def challenge(self) -> dict[str, str]:
         """``WWW-Authenticate`` for a 401: basic (the browser asks) when a password is set."""
         if self._user and self._password:
@@ -95,22 +110,50 @@ class Authenticator:
         return {"WWW-Authenticate": 'Bearer realm="leadstream"'}
 
 
-def guard(
-    auth: Authenticator,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """HTTP middleware: limits, authentication, then security headers on every answer."""
+class Guard:
+    """ASGI middleware: limits, authentication, then security headers on every answer.
 
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await _check(request, auth) or await call_next(request)
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    An exception that escapes a view becomes a 500 in the API's error format here, so
+    that it carries the headers too (Starlette's own 500 page is outside this
+    middleware). Plain ASGI rather than ``@app.middleware("http")``, whose wrapper
+    runs every request through an extra task and stream, which costs a cached
+    answer about as much as the answer itself.
+    """
 
-    return middleware
+    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        no_store = scope["path"].startswith("/api/")
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers.setdefault(name, value)
+                if no_store:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        refused = await _check(Request(scope), self.auth)
+        if refused is not None:
+            await refused(scope, receive, send_with_headers)
+            return
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # a bug: logged with its trace, answered without details
+            log.exception("api.unhandled_error", path=scope["path"])
+            if started:  # too late for another answer
+                raise
+            answer = error_response(500, "internal error; the server log has the details")
+            await answer(scope, receive, send_with_headers)
 
 
 async def _check(request: Request, auth: Authenticator) -> Response | None:
@@ -125,13 +168,12 @@ async def _check(request: Request, auth: Authenticator) -> Response | None:
     if repeated:
         return _error(400, f"query parameter(s) {repeated} given more than once")
     if request.url.path not in OPEN_PATHS and not auth.allowed(request):
-        return JSONResponse(
-            {"detail": "authentication required: a bearer token or user and password"},
-            status_code=401,
+        return error_response(
+            401, "authentication required: a bearer token or user and password",
             headers=auth.challenge(),
-        )
+        )  # fmt: skip
     return None
 
 
 def _error(status: int, detail: str) -> Response:
-    return JSONResponse({"detail": detail}, status_code=status)
+    return error_response(status, detail)

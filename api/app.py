@@ -15,21 +15,34 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi import Path as PathParam
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
 
-from api._security import COOKIE, Authenticator, guard
+from api import _errors
+from api._errors import RESPONSES, ApiError
+from api._login import LoginLimiter, client_address, over_tls
+from api._openapi import document
+from api._params import (
+    DAY,
+    DAY_WORDS,
+    DEFAULT_DAYS,
+    PathValue,
+    clamp,
+    filters,
+    narrow,
+    parse_day,
+    scope,
+    span,
+)
+from api._security import COOKIE, Authenticator, Guard
 from config.settings import ApiSettings, ModelSettings, Settings
 from reporting._period import Period, PeriodKind
 from reporting.cache import QueryCache
 from reporting.queries import (
     Analytics,
     AnomalyRow,
-    Band,
     CohortRow,
     Filters,
     Funnel,
@@ -44,50 +57,16 @@ from reporting.queries import (
 from reporting.recommend import Recommendations, recommendations
 
 STATIC = Path(str(resources.files("api") / "static"))
-_VALUE = r"^[A-Za-z0-9_.:+\- ]{1,80}$"
-#: Default range: the last 30 days of data.
-DEFAULT_DAYS = 30
 
-Value = Annotated[str | None, Query(max_length=80, pattern=_VALUE)]
-PathValue = Annotated[str, PathParam(max_length=80, pattern=_VALUE)]
+F = Annotated[Filters, Depends(filters)]
+Scope = Annotated[Filters, Depends(scope)]
+Span = Annotated[Filters, Depends(span)]
+#: The schema's maximum is set to this server's ``api.max_rows`` (see api._openapi).
 Limit = Annotated[int, Query(ge=1, le=10_000, description="most rows (at most api.max_rows)")]
 
 
 def _json(body: bytes) -> Response:
     return Response(content=body, media_type="application/json")
-
-
-def _filters(
-    request: Request,
-    start: Annotated[
-        date | None, Query(description="first day (UTC); default: 30 days before end")
-    ] = None,
-    end: Annotated[
-        date | None, Query(description="last day, included; default: the data's last day")
-    ] = None,
-    channel: Value = None,
-    campaign_id: Value = None,
-    industry: Value = None,
-    country: Value = None,
-    size_bucket: Value = None,
-    seniority: Value = None,
-    band: Annotated[Band | None, Query(description="score band")] = None,
-) -> Filters:
-    """The filters of a view request; the default range is the last 30 days of data."""
-    if end is None:
-        end = request.app.state.options().last_day or date.today()
-    if start is None:
-        start = end - timedelta(days=DEFAULT_DAYS - 1)
-    try:
-        return Filters(
-            start=start, end=end, channel=channel, campaign_id=campaign_id, industry=industry,
-            country=country, size_bucket=size_bucket, seniority=seniority, band=band,
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise HTTPException(422, detail=[e["msg"] for e in exc.errors()]) from None
-
-
-F = Annotated[Filters, Depends(_filters)]
 
 
 def create_app(
@@ -110,6 +89,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         cache.close()  # the watermark thread
+        analytics.pool.close()  # the chDB handles the app opened
 
     app = FastAPI(
         lifespan=lifespan,
@@ -121,8 +101,11 @@ def create_app(
         "`Authorization: Bearer <token>` or HTTP basic.",
         docs_url=None,  # Swagger UI loads from a CDN; the OpenAPI document is at /openapi.json
         redoc_url=None,
+        responses=RESPONSES,
     )
-    app.middleware("http")(guard(auth))
+    _errors.install(app, {DAY: DAY_WORDS})
+    document(app, auth, settings.max_rows)
+    app.add_middleware(Guard, auth=auth)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def options() -> Options:
@@ -141,16 +124,27 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    limiter = LoginLimiter(settings.login_attempts, settings.login_window_s)
+    trusted = frozenset(settings.trusted_proxies)
+
     @app.get("/login", include_in_schema=False)
-    def login(token: str = Query(max_length=512)) -> Response:
+    def login(request: Request, token: str = Query(max_length=512)) -> Response:
         if not auth.enabled:
             return RedirectResponse("/", status_code=303)
+        address = client_address(request, trusted)
+        wait = limiter.retry_after(address)
+        if wait is not None:
+            raise ApiError(
+                429, f"too many failed logins; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )  # fmt: skip
         if not auth.token_ok(token):
-            raise HTTPException(401, "wrong token")
+            limiter.failed(address)
+            raise ApiError(401, "wrong token")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE, auth.session_value(), httponly=True, samesite="strict", path="/",
-            secure=False,  # served on loopback by default; put TLS in front in production
+            secure=over_tls(request, trusted),  # a browser then sends it over TLS only
         )  # fmt: skip
         return response
 
@@ -213,7 +207,9 @@ def create_app(
         response_model=list[AnomalyRow],
         summary="Detected anomalies, newest first",
     )
-    def anomalies(f: F, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+    def anomalies(
+        f: Scope, limit: Annotated[int, Query(ge=1, le=1000, description="most rows")] = 100
+    ) -> Response:
         return view("anomalies", f, lambda: analytics.anomalies(f, limit), limit=limit)
 
     @app.get(
@@ -221,7 +217,7 @@ def create_app(
         response_model=ModelHealth,
         summary="Model metrics over time and promotions",
     )
-    def model_health(f: F) -> Response:
+    def model_health(f: Span) -> Response:
         return view("model_health", f, lambda: analytics.model_health(f))
 
     @app.get("/api/v1/live", summary="New leads per hour over the last hours of data")
@@ -234,7 +230,9 @@ def create_app(
         summary="Drill-down: a channel's campaigns",
     )
     def channel_campaigns(channel_name: PathValue, f: F) -> Response:
-        g = _with(f, channel=channel_name)
+        g = narrow(f, "channel", channel_name)
+        if g is None:
+            return _json(b"[]")
         return view("campaigns", g, lambda: analytics.roi(g, "campaign_id"))
 
     @app.get(
@@ -246,19 +244,19 @@ def create_app(
         campaign: PathValue, f: F,
         limit: Limit = 100,
     ) -> Response:  # fmt: skip
-        g = _with(f, campaign_id=campaign)
         limit = _cap(limit, settings.max_rows)
+        g = narrow(f, "campaign_id", campaign)
+        if g is None:
+            return _json(b"[]")
         return view("leads", g, lambda: analytics.leads(g, limit), limit=limit)
 
     @app.get(
         "/api/v1/leads",
         response_model=list[LeadRow],
-        summary="Leads of a channel or campaign (drill-down)",
+        summary="The best-scored leads that match the filters (drill-down)",
     )
     def leads(f: F, limit: Limit = 100) -> Response:
         limit = _cap(limit, settings.max_rows)
-        if not (f.channel or f.campaign_id):
-            raise HTTPException(422, "give a channel or a campaign_id")
         return view("leads", f, lambda: analytics.leads(f, limit), limit=limit)
 
     @app.get("/api/v1/insights", summary="Characteristics of successful leads (segment analysis)")
@@ -278,18 +276,21 @@ def create_app(
     def get_recommendations(
         period: Annotated[PeriodKind, Query(description="report period")] = "weekly",
         for_day: Annotated[
-            date | None,
+            str | None,
             Query(
                 alias="for",
-                description="a day of the period the advice is based on; default: the last "
-                "complete period before the data's last day",
+                pattern=DAY,
+                json_schema_extra={"format": "date"},
+                description="a day (YYYY-MM-DD, 2000-01-01 to 2099-12-31) of the period the "
+                "advice is based on; default: the last complete period before the data's last "
+                "day",
             ),
         ] = None,
     ) -> Response:
         if for_day is None:
-            p = Period.last_complete(period, options().last_day or date.today())
+            p = Period.last_complete(period, clamp(options().last_day or date.today()))
         else:
-            p = Period.containing(period, for_day)
+            p = Period.containing(period, parse_day(for_day, "for"))
         return _json(
             cache.get(
                 "recommendations",
@@ -308,21 +309,14 @@ def _recommend(analytics: Analytics, full: Settings | None, period: Period) -> R
     if full.clickhouse.database != analytics.database:
         ch = full.clickhouse.model_copy(update={"database": analytics.database})
         full = full.model_copy(update={"clickhouse": ch})
-    with analytics.lock:
-        return recommendations(analytics.client, full, period)
+    with analytics.pool.client() as client:
+        return recommendations(client, full, period)
 
 
 def _cap(limit: int, most: int) -> int:
     if limit > most:
-        raise HTTPException(422, f"limit {limit} is above the most allowed, {most} (api.max_rows)")
+        raise ApiError(422, f"limit {limit} is above the most allowed, {most} (api.max_rows)")
     return limit
-
-
-def _with(f: Filters, **update: str) -> Filters:
-    try:
-        return Filters.model_validate({**f.model_dump(), **update})
-    except ValidationError as exc:
-        raise HTTPException(422, detail=[e["msg"] for e in exc.errors()]) from None
 
 
 def _insights(analytics: Analytics, models: ModelSettings, f: Filters, limit: int) -> Any:
@@ -331,6 +325,9 @@ def _insights(analytics: Analytics, models: ModelSettings, f: Filters, limit: in
 
     since = datetime.combine(f.start, time(0), tzinfo=UTC)
     until = datetime.combine(f.end + timedelta(days=1), time(0), tzinfo=UTC)
-    return segment_insights(
-        analytics.client, analytics.database, models, since=since, until=until, limit=limit
-    )
+    chosen = {name: str(getattr(f, name)) for name in f.set_filters()}
+    with analytics.pool.client() as client:
+        return segment_insights(
+            client, analytics.database, models, since=since, until=until, limit=limit,
+            leads=chosen,
+        )  # fmt: skip

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from api.app import create_app
 from config.settings import Settings
 from reporting.cache import CacheMetrics, QueryCache
+from reporting.pool import ClientPool
 from reporting.queries import Analytics
 
 
@@ -27,28 +28,46 @@ class Built:
     cache: QueryCache
     registry: CollectorRegistry
 
+    def close(self) -> None:
+        """What the app's shutdown does: stop the watermark thread, close extra handles."""
+        self.cache.close()
+        self.analytics.pool.close()
+
 
 def connect_readonly(settings: Settings) -> Client:
-    """The views' client: the read-only DSN if set, else the main ClickHouse settings."""
+    """The views' client: the read-only DSN if set, else the main ClickHouse settings.
+
+    A server client gets no session, so that every request thread can query through
+    it at once (clickhouse-connect refuses concurrent queries in one session).
+    """
+    import clickhouse_connect
+
     from sinks.clickhouse import connect
 
     dsn = settings.api.clickhouse_dsn
     if dsn is not None and dsn.get_secret_value():
         cfg = settings.clickhouse.model_copy(update={"dsn": dsn.get_secret_value()})
-        return connect(cfg)
-    return connect(settings.clickhouse)
+    else:
+        cfg = settings.clickhouse
+    if cfg.dsn:
+        return clickhouse_connect.get_client(dsn=cfg.dsn, autogenerate_session_id=False)
+    return connect(cfg)
 
 
 def build_app(
     settings: Settings,
     client: Client,
     registry: CollectorRegistry | None = None,
-    lock: threading.Lock | None = None,
     redis_client: redis.Redis | None = None,
 ) -> Built:
-    """The app over ``client``; Redis from the settings unless given."""
+    """The app over ``client``; Redis from the settings unless given.
+
+    On chDB the app opens ``api.chdb_handles`` handles in all (``client`` and more on
+    the same directory) and closes the ones it opened at shutdown.
+    """
     registry = registry or CollectorRegistry()
-    analytics = Analytics(client, settings.clickhouse.database, lock)
+    pool = ClientPool.for_client(client, settings.api.chdb_handles)
+    analytics = Analytics(client, settings.clickhouse.database, pool)
     cache = QueryCache(
         redis_client if redis_client is not None else redis.Redis.from_url(settings.redis.url),
         settings.redis.key_prefix,

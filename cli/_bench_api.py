@@ -270,14 +270,17 @@ def dashboard_ms(url: str, runs: int) -> dict[str, Any]:
 
 
 def run_api_benchmark(
-    base: Any, events: int, repeat: int, days: int, work: Any, console: Any
+    base: Any, events: int, repeat: int, days: int, work: Any, console: Any, rounds: int = 5
 ) -> dict[str, Any]:
-    """Load the data, then time every view uncached and cached, and the dashboard in Chromium."""
+    """Load the data, time every view uncached and cached, users at once (``rounds`` of
+    each scenario, see :mod:`cli._bench_api_users`), and the dashboard in Chromium."""
     import os
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from api.server import build_app, serve_in_thread
+    from cli._bench_api_users import measure_users
+    from cli._bench_api_users import targets as users_targets
     from cli._procs import start_redis
     from cli.demo import free_port
     from sinks.clickhouse import connect, migrate
@@ -338,12 +341,19 @@ def run_api_benchmark(
                     uncached = measure_views(servers[0].url, targets, repeat)
                 with console.status("timing the same views cached"):
                     cached = measure_views(servers[1].url, targets, max(repeat, 50))
+                with console.status("users at once") as status:
+                    users = measure_users(
+                        {"uncached": servers[0].url, "cached": servers[1].url}, targets,
+                        lambda: _forget(cached_app), rounds, status.update,
+                    )  # fmt: skip
                 with console.status("dashboard in Chromium: uncached, then cached"):
                     page_uncached = dashboard_ms(servers[0].url + "/", 5)
                     page_cached = dashboard_ms(servers[1].url + "/", 5)
             finally:
                 for server in servers:
                     server.stop()
+                for app in (uncached_app, cached_app):
+                    app.close()
     finally:
         client.close()
     rollup_views = [v for v in targets if not v.startswith("segment_")]
@@ -352,6 +362,7 @@ def run_api_benchmark(
         name: {"uncached": uncached[name], "cached": cached[name]} for name in targets
     }
     result["dashboard_time_to_charts"] = {"uncached": page_uncached, "cached": page_cached}
+    result["users"] = users
     result["targets"] = {
         "uncached_p95_ms": TARGET_UNCACHED_MS, "cached_p95_ms": TARGET_CACHED_MS,
         "dashboard_ms": TARGET_DASHBOARD_MS,
@@ -360,8 +371,18 @@ def run_api_benchmark(
         "met_cached": all(cached[v]["p95_ms"] <= TARGET_CACHED_MS for v in targets),
         "met_dashboard": page_uncached.get("median_ms", 1e9) <= TARGET_DASHBOARD_MS,
     }  # fmt: skip
+    result["targets"]["users"] = users_targets(users)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result["cpus"] = os.cpu_count()
     return result
+
+
+def _forget(built: Any) -> None:
+    """Empty the app's cache (its keys in Redis): the next requests start cold."""
+    redis = built.cache.client
+    keys = list(redis.scan_iter(f"{built.cache.prefix}:api:*", count=10_000))
+    if keys:
+        redis.delete(*keys)
 
 
 def print_results(result: dict[str, Any], console: Any) -> None:
@@ -374,4 +395,16 @@ def print_results(result: dict[str, Any], console: Any) -> None:
     for name, v in result["views"].items():
         t.add_row(name, str(v["uncached"]["p95_ms"]), str(v["cached"]["p95_ms"]))
     console.print(t)
+    users = result["users"]
+    u = Table(title="users at once: p50 / p95 ms, requests/s")
+    u.add_column("scenario")
+    levels = [str(n) for n in users["levels"]]
+    for n in levels:
+        u.add_column(f"{n} users", justify="right")
+    rows = {f"same dashboard, {k}": v for k, v in users["same_dashboard"].items()}
+    rows |= {"different filters, uncached": users["different_filters"], "cached": users["cached"]}
+    for name, by_level in rows.items():
+        u.add_row(name, *(f"{by_level[n]['p50_ms']} / {by_level[n]['p95_ms']}, "
+                          f"{by_level[n]['requests_per_s']}/s" for n in levels))  # fmt: skip
+    console.print(u)
     console.print(f"dashboard: {result['dashboard_time_to_charts']}; targets: {result['targets']}")

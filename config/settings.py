@@ -190,8 +190,10 @@ class ModelSettings(_Section):
         100.0, gt=0, description="Page-Hinkley threshold: higher, fewer false alarms, later"
     )
     drift_conversions_delta: float = Field(
-        0.2, gt=0, description="tolerance of the drift test over conversions alone (they"
-        " arrive first after a drift)"
+        0.2,
+        gt=0,
+        description="tolerance of the drift test over conversions alone (they"
+        " arrive first after a drift)",
     )
     drift_conversions_threshold: float = Field(
         25.0, gt=0, description="threshold of the drift test over conversions alone"
@@ -272,6 +274,19 @@ class ApiSettings(_Section):
     )
     refresh_s: float = Field(5.0, ge=1, description="dashboard live-refresh interval")
     max_rows: int = Field(500, ge=10, le=10_000, description="most leads a drill-down returns")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-Proto/-For are believed",
+    )
+    login_attempts: int = Field(
+        10, ge=1, description="failed /login attempts a client address has per window"
+    )
+    login_window_s: float = Field(
+        300.0, gt=0, description="the window of login_attempts, in seconds"
+    )
+    chdb_handles: int = Field(
+        4, ge=1, le=32, description="chDB connection handles the views query through at once"
+    )
     clickhouse_dsn: SecretStr | None = Field(
         None,
         description="read-only ClickHouse DSN for the views (user leadstream_ro); empty: the main one",
@@ -323,7 +338,9 @@ class SmtpSettings(_Section):
     """The SMTP server that e-mails reports."""
 
     host: str | None = Field(None, description="SMTP server; empty turns e-mail delivery off")
-    port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS, 25 plain)")
+    port: int = Field(
+        587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS, 25 plain)"
+    )
     security: Literal["starttls", "tls", "none"] = Field(
         "starttls", description="STARTTLS after connecting, TLS from the start, or none"
     )
@@ -364,7 +381,9 @@ class ReportSettings(_Section):
         6 * 3600, ge=0, description="a report missed (scheduler down) is still sent this long after"
     )
     retries: int = Field(4, ge=1, le=20, description="delivery attempts before giving up")
-    backoff_s: float = Field(2.0, ge=0, description="first wait between attempts (doubles each time)")
+    backoff_s: float = Field(
+        2.0, ge=0, description="first wait between attempts (doubles each time)"
+    )
     public_url: str | None = Field(None, description="dashboard link put in notifications")
     currency: str = Field("USD", description="currency label of money in reports")
     max_shift: float = Field(
@@ -374,7 +393,10 @@ class ReportSettings(_Section):
         1.0, gt=0, description="a campaign's spend may grow by at most this share per period"
     )
     max_decrease: float = Field(
-        0.5, gt=0, le=1, description="a campaign's spend may shrink by at most this share per period"
+        0.5,
+        gt=0,
+        le=1,
+        description="a campaign's spend may shrink by at most this share per period",
     )
     floor: float = Field(
         0.005, ge=0, lt=1, description="no campaign is cut below this share of the paid budget"
@@ -453,7 +475,9 @@ class Settings(BaseSettings):
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         # Nested secrets by file name too: LEADSTREAM_SMTP__PASSWORD, LEADSTREAM_API__TOKEN.
-        sources.append(NestedSecretsSettingsSource(file_secret_settings, secrets_nested_delimiter="__"))
+        sources.append(
+            NestedSecretsSettingsSource(file_secret_settings, secrets_nested_delimiter="__")
+        )
         return tuple(sources)
 
     def masked(self) -> dict[str, Any]:

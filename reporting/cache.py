@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -26,6 +27,8 @@ import redis
 import structlog
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from reporting._flight import SingleFlight
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +58,9 @@ class CacheMetrics:
     def create(cls, registry: CollectorRegistry, namespace: str = "leadstream") -> CacheMetrics:
         """Register the metrics on ``registry`` (never the global one)."""
         requests = Counter(
-            "api_cache_requests", "Analytics view requests by view and cache result (hit, miss)",
+            "api_cache_requests",
+            "Analytics view requests by view and cache result (hit, miss, shared: waited for "
+            "an identical request's computation)",
             ["view", "result"], namespace=namespace, registry=registry,
         )  # fmt: skip
         ratio = Gauge(
@@ -68,7 +73,7 @@ class CacheMetrics:
             for metric in requests.collect():
                 for sample in metric.samples:
                     if sample.name.endswith("_total"):
-                        if sample.labels.get("result") == "hit":
+                        if sample.labels.get("result") in ("hit", "shared"):
                             hits += sample.value
                         else:
                             misses += sample.value
@@ -150,6 +155,7 @@ class QueryCache:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._flight: SingleFlight[bytes] = SingleFlight()
 
     def current_watermark(self) -> str:
         """The watermark, at most ``watermark_every_s`` old.
@@ -187,26 +193,39 @@ class QueryCache:
             self._thread = None
 
     def get(self, view: str, params: Mapping[str, Any], compute: Callable[[], Any]) -> bytes:
-        """The view's answer as JSON bytes, from the cache or computed (and then stored)."""
+        """The view's answer as JSON bytes, from the cache or computed (and then stored).
+
+        Identical requests that miss at the same time share one computation (single
+        flight), with the cache on or off; the ones that waited count as ``shared``.
+        """
         started = time.perf_counter()
-        key = None
-        if self.client is not None and self.ttl_s > 0:
-            key = cache_key(self.prefix, view, params, self.current_watermark())
-            try:
-                cached = self.client.get(key)
-            except redis.RedisError as exc:
-                self._failed("get", exc)
-                cached = None
-            if isinstance(cached, bytes):
+        caching = self.client is not None and self.ttl_s > 0
+        key = cache_key(self.prefix, view, params, self.current_watermark() if caching else "")
+        if caching:
+            cached = self._read(key)
+            if cached is not None:
                 self._count(view, "hit", started)
                 return cached
-        body = orjson.dumps(compute(), default=_default, option=orjson.OPT_NON_STR_KEYS)
-        if key is not None and self.client is not None:
+        body, shared = self._flight.do(key, lambda: self._compute(key, compute, caching))
+        self._count(view, "shared" if shared else "miss", started)
+        return body
+
+    def _read(self, key: str) -> bytes | None:
+        assert self.client is not None
+        try:
+            cached = self.client.get(key)
+        except redis.RedisError as exc:
+            self._failed("get", exc)
+            return None
+        return cached if isinstance(cached, bytes) else None
+
+    def _compute(self, key: str, compute: Callable[[], Any], caching: bool) -> bytes:
+        body = dumps(compute())
+        if caching and self.client is not None:
             try:
                 self.client.set(key, body, ex=self.ttl_s)
             except redis.RedisError as exc:
                 self._failed("set", exc)
-        self._count(view, "miss", started)
         return body
 
     def _count(self, view: str, result: str, started: float) -> None:
@@ -220,9 +239,28 @@ class QueryCache:
         log.warning("api.cache_error", op=op, error=str(exc)[:200])
 
 
+def dumps(value: Any) -> bytes:
+    """JSON of a view's answer; every timestamp in RFC 3339 with its offset.
+
+    ClickHouse hands ``DateTime64(3, 'UTC')`` columns back as naive datetimes: they
+    are UTC, and are written so (``Z``), nested in plain dicts too.
+
+    >>> from datetime import date, datetime
+    >>> dumps({"at": datetime(2026, 1, 2, 3, 4, 5), "day": date(2026, 1, 2)})
+    b'{"at":"2026-01-02T03:04:05Z","day":"2026-01-02"}'
+    """
+    return orjson.dumps(
+        value,
+        default=_default,
+        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z,
+    )
+
+
 def _default(value: Any) -> Any:
-    """JSON for pydantic models (orjson handles dates and datetimes itself)."""
+    """Pydantic models as Python values (orjson then writes their dates and datetimes)."""
     dump = getattr(value, "model_dump", None)
     if dump is not None:
-        return dump(mode="json")
+        return dump()
+    if isinstance(value, Decimal):
+        return float(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -28,7 +28,7 @@ Every query is static SQL with server-side parameters (the database name too, as
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from statistics import NormalDist
 from typing import Any, Literal, TypeVar
@@ -41,6 +41,7 @@ from scipy.stats import chi2_contingency, false_discovery_control, fisher_exact
 from config.settings import STAGES, ModelSettings
 from online_models.features import lead_features
 from online_models.importance import Explainer, FeatureImportance, feature_importance
+from reporting import _sql
 from streaming.events import TOUCHPOINT_EVENT_TYPES
 
 __all__ = [
@@ -100,6 +101,7 @@ WITH
     FROM firsts AS f LEFT JOIN conv AS c ON f.lead_id = c.lead_id
     WHERE f.created >= {since:DateTime64(3)} AND f.created < {until:DateTime64(3)}
       AND f.created + toIntervalSecond({horizon_s:UInt64}) <= {as_of:DateTime64(3)}
+      /* leads */
   ),
   tagged AS (
     SELECT converted, arrayFilter(a -> a.2 != '' AND has({fields:Array(String)}, a.1), [
@@ -319,6 +321,7 @@ def segment_insights(
     include_all: bool = False,
     direction: Literal["higher", "lower"] | None = None,
     limit: int | None = None,
+    leads: Mapping[str, str] | None = None,
 ) -> SegmentReport:
     """Segments whose conversion rate differs from the base rate, with statistical support.
 
@@ -353,6 +356,10 @@ def segment_insights(
         Only segments that convert ``higher`` (or ``lower``) than the base rate.
     limit
         At most this many segments.
+    leads
+        Only leads whose facts have these values: the dashboard's filters ``channel``,
+        ``campaign_id``, ``industry``, ``country``, ``size_bucket``, ``seniority`` and
+        ``band`` (the lead's current score band), as in ``lead_facts``.
     """
     chosen = list(SEGMENT_FIELDS if fields is None else fields)
     unknown = sorted(set(chosen) - set(SEGMENT_FIELDS))
@@ -369,9 +376,11 @@ def segment_insights(
     if as_of is None:
         as_of = _as_utc(client.query(_AS_OF, parameters={"db": database}).result_rows[0][0])
     horizon_s = round(models.horizon_days * 86400)
+    leads = dict(leads or {})
     rows = client.query(
-        _SEGMENTS,
+        _segments_sql(sorted(leads)),
         parameters={
+            **leads,
             "db": database,
             "stages": converting_stages(models.target_stage),
             "horizon_s": horizon_s,
@@ -401,6 +410,23 @@ def segment_insights(
         confidence=confidence, fields=field_tests, tested=len(segments), significant=significant,
         segments=shown[:limit] if limit is not None else shown,
     )  # fmt: skip
+
+
+def _segments_sql(filters: Sequence[str]) -> str:
+    """The segment query, restricted to the leads whose facts match the named filters.
+
+    >>> "lead_facts" in _segments_sql([]), "{band:String}" in _segments_sql(["band"])
+    (False, True)
+    """
+    unknown = sorted(set(filters) - set(_sql.FACTS_FILTERS))
+    if unknown:
+        raise ValueError(f"unknown lead filters {unknown}; choose from {list(_sql.FACTS_FILTERS)}")
+    if not filters:
+        return _SEGMENTS
+    where = _sql.where(filters, _sql.FACTS_FILTERS, "1 = 1")
+    # Fixed fragments chosen by name from the allow-list; the values are parameters.
+    subquery = f"AND f.lead_id IN (SELECT lead_id FROM ({_sql.FACTS}) AS lf WHERE {where})"  # noqa: S608
+    return _SEGMENTS.replace("/* leads */", subquery)
 
 
 _RANK: dict[str, Any] = {

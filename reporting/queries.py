@@ -16,8 +16,6 @@ day (cohorts), so a period's revenue grows as its leads convert.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -41,8 +39,12 @@ from reporting._results import (
     Options,
     RoiRow,
 )
+from reporting.pool import ClientPool
 
 __all__ = [
+    "FIRST_DAY",
+    "LAST_DAY",
+    "MAX_DAYS",
     "SEGMENT_FIELDS",
     "Analytics",
     "AnomalyRow",
@@ -67,7 +69,13 @@ _VALUE = r"^[A-Za-z0-9_.:+\- ]{1,80}$"
 _STAGES = ("leads", "mql", "sql", "opportunity", "won")
 #: The group of spend on campaigns that brought no leads in the period.
 UNATTRIBUTED = "(no leads)"
-_MAX_DAYS = 3660
+#: The longest range a view covers, in days.
+MAX_DAYS = 3660
+#: The days a view can cover. With the longest range, the previous period of a view
+#: still starts after 1970-01-01, the first day of ClickHouse's ``Date``, and every
+#: day formats as a four-digit year (the driver binds year 999 as ``999-…``).
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
 
 
 class Filters(BaseModel):
@@ -81,6 +89,11 @@ class Filters(BaseModel):
     ('2026-01-04', '2026-01-31', 'email')
     >>> f.set_filters()
     ['channel']
+    >>> Filters(start=date(999, 12, 2), end=date(2026, 1, 1))
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Filters
+      Value error, start 0999-12-02 is outside 2000-01-01 to 2099-12-31 ...
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -97,10 +110,13 @@ class Filters(BaseModel):
 
     @model_validator(mode="after")
     def _range(self) -> Filters:
+        for name, day in (("start", self.start), ("end", self.end)):
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ValueError(f"{name} {day} is outside {FIRST_DAY} to {LAST_DAY}")
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
-        if (self.end - self.start).days >= _MAX_DAYS:
-            raise ValueError(f"a range spans at most {_MAX_DAYS} days")
+        if (self.end - self.start).days >= MAX_DAYS:
+            raise ValueError(f"a range spans at most {MAX_DAYS} days")
         return self
 
     def previous(self) -> Filters:
@@ -139,22 +155,22 @@ class Analytics:
         A clickhouse-connect client (chDB or a server; read-only is enough).
     database
         The leadstream database.
-    lock
-        Serialises calls on the client, for a client that is not safe across threads;
-        none by default (clickhouse-connect's HTTP and chDB clients are).
+    pool
+        The clients queries run on (:class:`reporting.pool.ClientPool`); by default
+        ``client`` itself, shared by every caller.
     """
 
-    def __init__(self, client: Client, database: str, lock: threading.Lock | None = None) -> None:
+    def __init__(self, client: Client, database: str, pool: ClientPool | None = None) -> None:
         self.client = client
         self.database = database
-        self.lock = lock or contextlib.nullcontext()
+        self.pool = pool or ClientPool(client, exclusive=False)
         self._channels: dict[str, str] = {}  # campaign -> channel, learnt from the rows read
 
     # -- plumbing -------------------------------------------------------------------
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        with self.lock:
-            result = self.client.query(sql, parameters={"db": self.database, **params})
+        with self.pool.client() as client:
+            result = client.query(sql, parameters={"db": self.database, **params})
         return list(result.result_rows)
 
     def watermark(self) -> str:
@@ -166,10 +182,10 @@ class Analytics:
 
     def refresh(self) -> None:
         """Rebuild the cohort rollups now and wait for them (tests and benchmarks)."""
-        with self.lock:
+        with self.pool.client() as client:
             for view in ("funnel_daily_mv", "funnel_segments_daily_mv"):
-                self.client.command(f"SYSTEM REFRESH VIEW {self.database}.{view}")
-                self.client.command(f"SYSTEM WAIT VIEW {self.database}.{view}")
+                client.command(f"SYSTEM REFRESH VIEW {self.database}.{view}")
+                client.command(f"SYSTEM WAIT VIEW {self.database}.{view}")
 
     @staticmethod
     def _segment_dim(f: Filters, group: str) -> str | None:
@@ -445,9 +461,7 @@ class Analytics:
         return ModelHealth(metrics=metrics, promotions=promotions)
 
     def leads(self, f: Filters, limit: int = 100) -> list[LeadRow]:
-        """The best-scored leads of a channel or campaign in the period (drill-down)."""
-        if not (f.channel or f.campaign_id):
-            raise ValueError("a lead drill-down needs a channel or a campaign")
+        """The best-scored leads of the period that match the filters (drill-down)."""
         params = {**f.params(), **_span(f), "limit": limit}
         if f.segments() or not f.channel:
             sql = _sql.LEADS_FACTS.format(
