@@ -28,7 +28,7 @@ PathKey = tuple[tuple[str, ...], bool]
 
 
 class _Chain:
-    """Path counts turned into transition counts by one matrix product."""
+    """Path counts turned into transition counts (one weighted bincount)."""
 
     def __init__(self, paths: Sequence[tuple[str, ...]], converted: Sequence[bool]) -> None:
         channels = sorted({c for p in paths for c in p})
@@ -37,17 +37,20 @@ class _Chain:
         # states: 0 start, 1..k channels, k+1 conversion, k+2 null
         self.n = k + 3
         index = {c: i + 1 for i, c in enumerate(channels)}
-        m = np.zeros((len(paths), self.n * self.n))
+        # every transition of every path: which path, and which cell of the n x n matrix
+        owner, cell = [], []
         for row, (path, conv) in enumerate(zip(paths, converted, strict=True)):
             states = [0, *(index[c] for c in path), k + 1 if conv else k + 2]
             for a, b in itertools.pairwise(states):
-                m[row, a * self.n + b] += 1.0
-        self.m = m
+                owner.append(row)
+                cell.append(a * self.n + b)
+        self.owner = np.array(owner, dtype=np.int64)
+        self.cell = np.array(cell, dtype=np.int64)
 
     def conversion(self, counts: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         """P(conversion) of the chain, and of the chain without each channel."""
         n, k = self.n, len(self.channels)
-        t = (counts @ self.m).reshape(n, n)
+        t = np.bincount(self.cell, weights=counts[self.owner], minlength=n * n).reshape(n, n)
         totals = t.sum(axis=1, keepdims=True)
         p = np.divide(t, totals, out=np.zeros_like(t), where=totals > 0)
         base = _absorb(p, k)

@@ -42,14 +42,18 @@ class _Design:
         self.x = np.zeros((len(keys), 2 * k))
         self.y = np.array([float(key[2]) for key in keys])
         self.creator = np.array([at[key[0]] for key in keys])
+        self.start: NDArray[np.float64] | None = None
         for row, (creator, later, _) in enumerate(keys):
             self.x[row, at[creator]] = 1.0
             for c in later:
                 self.x[row, k + at[c]] = 1.0
 
     def fit(self, n: NDArray[np.float64], ridge: float = 1e-3) -> NDArray[np.float64]:
-        """Weighted logistic regression by Newton steps (a small ridge keeps it defined)."""
-        beta = np.zeros(self.x.shape[1])
+        """Weighted logistic regression by Newton steps (a small ridge keeps it defined).
+
+        Resamples start from the first fit's coefficients: a few steps then suffice.
+        """
+        beta = np.zeros(self.x.shape[1]) if self.start is None else self.start.copy()
         for _ in range(50):
             p = _sigmoid(self.x @ beta)
             w = n * p * (1.0 - p)
@@ -59,6 +63,8 @@ class _Design:
             beta += step
             if np.max(np.abs(step)) < 1e-8:
                 break
+        if self.start is None:
+            self.start = beta.copy()
         return beta
 
     def removal(self, n: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -1,8 +1,11 @@
 """Channel shares of a data-driven model, with bootstrap intervals over leads.
 
 Both data-driven models reduce journeys to counts by kind of journey (a path or
-a cell), so resampling leads with replacement is one multinomial draw of those
-counts; each resample is refitted and its shares recorded.
+a cell), so resampling leads is a draw of those counts; each resample is
+refitted and its shares recorded. The draw is the Poisson bootstrap (each lead
+is taken a Poisson(1) number of times, so a kind with n leads gets Poisson(n)):
+for many leads it matches resampling with replacement, and it is one vectorised
+draw for all resamples.
 """
 
 from __future__ import annotations
@@ -96,11 +99,10 @@ def bootstrap(
     nan = float("nan")
     low, high = dict.fromkeys(names, nan), dict.fromkeys(names, nan)
     if replicates > 0:
-        rng = np.random.default_rng(seed)
-        total = int(n.sum())
+        counts = np.random.default_rng(seed).poisson(n, size=(replicates, len(n)))
         draws = np.empty((replicates, len(names)))
         for b in range(replicates):
-            draws[b] = normalise(removal(rng.multinomial(total, n / total).astype(np.float64)))
+            draws[b] = normalise(removal(counts[b].astype(np.float64)))
         alpha = (1.0 - level) / 2.0
         lo, hi = np.quantile(draws, [alpha, 1.0 - alpha], axis=0)
         low = {c: float(v) for c, v in zip(names, lo, strict=True)}
