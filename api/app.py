@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from api._attribution import attribution_router
 from api._security import COOKIE, Authenticator, guard
 from config.settings import ApiSettings, ModelSettings, Settings
 from reporting._period import Period, PeriodKind
@@ -298,6 +299,7 @@ def create_app(
             )
         )
 
+    app.include_router(attribution_router(analytics, cache, _filters))
     return app
 
 

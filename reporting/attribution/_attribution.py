@@ -14,9 +14,9 @@ their touches do under the linear model.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -166,7 +166,9 @@ class Attribution:
         Serialises calls on the client, for a client that is not safe across threads.
     """
 
-    def __init__(self, client: Client, database: str, lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, client: Client, database: str, lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self.client = client
         self.database = database
         self.lock = lock or contextlib.nullcontext()

@@ -108,7 +108,8 @@ def markov_shares(
     {'ads': 0.6, 'email': 1.0}
     """
     check_level(level)
-    keys = [k for k, v in counts.items() if v > 0 and k[0]]
+    # sorted: the resamples repeat whatever order the rows came in
+    keys = sorted(k for k, v in counts.items() if v > 0 and k[0])
     if not any(conv for _, conv in keys):
         return empty(level)
     chain = _Chain([k[0] for k in keys], [k[1] for k in keys])

@@ -114,7 +114,9 @@ def removal_shares(
     {'ads': 0.0, 'search': 0.85, 'webinar': 0.15}
     """
     check_level(level)
-    keys = [k for k, v in counts.items() if v > 0]
+    keys = sorted(
+        k for k, v in counts.items() if v > 0
+    )  # sorted: resamples repeat whatever the order
     if not any(k[2] for k in keys):
         return empty(level)
     design = _Design(keys)
