@@ -23,6 +23,7 @@ from reporting.attribution._results import (
     ShareInterval,
 )
 from reporting.attribution._shares import Shares
+from reporting.attribution._story import AttributionSection, attribution_section, section_from
 
 __all__ = [
     "MODELS",
@@ -30,13 +31,16 @@ __all__ = [
     "Attribution",
     "AttributionComparison",
     "AttributionRow",
+    "AttributionSection",
     "AttributionTable",
     "AttributionView",
     "CreditMove",
     "Model",
     "ShareInterval",
     "Shares",
+    "attribution_section",
     "markov_shares",
     "moves",
     "removal_shares",
+    "section_from",
 ]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from clickhouse_connect.driver.client import Client
 
@@ -117,16 +117,27 @@ class AttributionTable:
         return AttributionComparison(model=va, compare=vb, moves=moves(va, vb) if vb else [])
 
 
-def moves(a: AttributionView, b: AttributionView) -> list[CreditMove]:
-    """Channels by how much their share of won revenue moves from ``a`` to ``b``, most first."""
-    sa = {r.key: r.share for r in a.channels}
-    sb = {r.key: r.share for r in b.channels}
+def moves(
+    a: AttributionView, b: AttributionView, by: Literal["revenue", "sql", "won"] = "revenue"
+) -> list[CreditMove]:
+    """Channels by how much their share of ``by`` moves from ``a`` to ``b``, most first.
+
+    Shares of won revenue by default (of won deals when no deal had revenue).
+    """
+    sa, sb = _shares_of(a, by), _shares_of(b, by)
     out = [
         CreditMove(channel=c, share_a=sa.get(c, 0.0), share_b=sb.get(c, 0.0),
                    change=round(sb.get(c, 0.0) - sa.get(c, 0.0), 4))
         for c in sorted(set(sa) | set(sb))
     ]  # fmt: skip
     return sorted(out, key=lambda m: (-abs(m.change), m.channel))
+
+
+def _shares_of(view: AttributionView, by: str) -> dict[str, float]:
+    if by == "revenue":
+        return {r.key: r.share for r in view.channels}
+    total = sum(getattr(r, by) for r in view.channels)
+    return {r.key: round(getattr(r, by) / total, 4) if total else 0.0 for r in view.channels}
 
 
 def _round(v: float) -> float | None:
