@@ -7,7 +7,7 @@ import re
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from reporting.attribution import MODELS, Attribution, attribution_section
+from reporting.attribution import MODELS, Attribution, AttributionView, attribution_section
 from tests.attribution.conftest import Journeys
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,8 @@ def test_story_numbers_are_the_models(journeys: Journeys, journeys_chdb: Client)
     last, dd = table.view("last_touch"), table.view("data_driven")
     assert int(m[1].replace(",", "")) == round(dd.totals["sql"])
 
-    def share(view: object, channel: str) -> float:
-        rows = view.channels  # type: ignore[attr-defined]
+    def share(view: AttributionView, channel: str) -> float:
+        rows = view.channels
         return sum(r.sql for r in rows if r.key == channel) / sum(r.sql for r in rows)
 
     names = {r.key for r in last.channels} | {r.key for r in dd.channels}
