@@ -6,6 +6,7 @@ closed once; each module that needs it opens a client and closes it at its end.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -13,6 +14,7 @@ from datetime import date, timedelta
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from api.server import Built, build_app
 from config.settings import Settings
 from sinks.clickhouse import connect
 from streaming.synthetic import GeneratorConfig
@@ -36,6 +38,25 @@ def journeys(tmp_path_factory: pytest.TempPathFactory) -> Journeys:
     settings = chdb_settings(tmp_path_factory.mktemp("attribution-journeys") / "chdb")
     load_generated(settings, JOURNEYS)
     return Journeys(settings, START, END)
+
+
+@pytest.fixture(scope="module")
+def built(redis_url: str, journeys: Journeys, journeys_chdb: Client) -> Iterator[Built]:
+    """The app over the journeys, without authentication, its cache keys removed at the end."""
+    prefix = f"attr-{uuid.uuid4().hex[:10]}"
+    s = journeys.settings
+    settings = s.model_copy(
+        update={
+            "redis": s.redis.model_copy(update={"url": redis_url, "key_prefix": prefix}),
+            "api": s.api.model_copy(update={"auth_enabled": False, "watermark_every_s": 0}),
+        }
+    )
+    app = build_app(settings, journeys_chdb)
+    yield app
+    assert app.cache.client is not None
+    keys = list(app.cache.client.scan_iter(f"{prefix}:*", count=10000))
+    if keys:
+        app.cache.client.delete(*keys)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from api.server import build_app
+from api.server import Built
 from reporting.attribution import Attribution
 from tests.attribution.conftest import Journeys
 
@@ -17,22 +15,8 @@ URL = "/api/v1/attribution"
 
 
 @pytest.fixture(scope="module")
-def api(redis_url: str, journeys: Journeys, journeys_chdb: Client) -> Iterator[TestClient]:
-    prefix = f"attr-api-{journeys.settings.clickhouse.chdb_path.parent.name}"
-    settings = journeys.settings.model_copy(
-        update={
-            "redis": journeys.settings.redis.model_copy(update={"url": redis_url,
-                                                                "key_prefix": prefix}),
-            "api": journeys.settings.api.model_copy(update={"auth_enabled": False,
-                                                            "watermark_every_s": 0}),
-        }
-    )  # fmt: skip
-    built = build_app(settings, journeys_chdb)
-    yield TestClient(built.app)
-    assert built.cache.client is not None
-    keys = list(built.cache.client.scan_iter(f"{prefix}:*", count=10000))
-    if keys:
-        built.cache.client.delete(*keys)
+def api(built: Built) -> TestClient:
+    return TestClient(built.app)
 
 
 def _range(j: Journeys) -> dict[str, str]:
