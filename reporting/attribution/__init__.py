@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from reporting.attribution._attribution import Attribution, AttributionTable, moves
 from reporting.attribution._markov import markov_shares
+from reporting.attribution._recommend import credit_ratios, reweighted
 from reporting.attribution._removal import removal_shares
 from reporting.attribution._results import (
     MODEL_NAMES,
@@ -39,8 +40,10 @@ __all__ = [
     "ShareInterval",
     "Shares",
     "attribution_section",
+    "credit_ratios",
     "markov_shares",
     "moves",
     "removal_shares",
+    "reweighted",
     "section_from",
 ]
