@@ -132,3 +132,20 @@ def test_single_channel_default_has_no_journeys() -> None:
     assert channels.removal() == {}
     for v in _values(events, "touchpoint"):
         assert v["channel"] == next(t.channel for t in truths if t.lead_id == v["lead_id"])
+
+
+def test_generate_command_writes_the_channel_truth(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    args = ["generate", "--leads", "300", "--days", "5", "--journeys",
+            "--jsonl", str(tmp_path / "e.jsonl"), "--truth", str(tmp_path / "truth.csv")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = orjson.loads((tmp_path / "truth.channels.json").read_bytes())
+    assert doc["leads"] == len((tmp_path / "truth.csv").read_text().splitlines()) - 1
+    assert sum(doc["shares"].values()) == pytest.approx(1.0, abs=1e-5)
+    lines = (tmp_path / "e.jsonl").read_bytes().splitlines()
+    channels = {orjson.loads(x)["value"].get("channel") for x in lines}
+    assert {DIRECT, "sales_outreach"} <= channels
