@@ -171,3 +171,12 @@ def test_comparison_names_the_biggest_move(table: AttributionTable) -> None:
     assert c.moves[0].channel in ("direct", "events")
     assert abs(c.moves[0].change) == 1.0
     assert math.isclose(sum(m.change for m in c.moves), 0.0, abs_tol=1e-9)
+
+
+def test_a_period_without_conversions_is_empty(chdb: Client) -> None:
+    table = Attribution(chdb, DB).table(date(2027, 1, 1), date(2027, 1, 31), replicates=10)
+    for model in MODELS:
+        v = table.view(model)
+        assert v.totals == {"sql": 0, "opportunity": 0, "won": 0, "revenue": 0}
+        assert all(r.sql == r.won == r.revenue == 0 for r in v.channels)
+        assert v.intervals == {} or all(not rows for rows in v.intervals.values())
