@@ -27,11 +27,13 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
+
+from streaming._synthetic_writers import url
 
 DIRECT = "direct"
 DAY = 86_400
@@ -96,6 +98,21 @@ def journey(rng: random.Random, created: int) -> list[Touch]:
             out.append(Touch(at, jc.channel, rng.choice(jc.campaigns), jc.event_type))
     out.sort()
     return out
+
+
+def bodies(
+    rng: random.Random, lead_id: str, touches: Iterable[Touch]
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Each touch as (time, event type, event body), with its page when it has one.
+
+    >>> list(bodies(random.Random(1), "L1", [Touch(5, "sales_outreach", "sdr-01", "call")]))
+    [(5, 'call', {'lead_id': 'L1', 'channel': 'sales_outreach', 'campaign_id': 'sdr-01'})]
+    """
+    for t in touches:
+        body: dict[str, Any] = {"lead_id": lead_id, "channel": t.channel,
+                                "campaign_id": t.campaign_id}  # fmt: skip
+        page = url(rng, t.event_type)
+        yield t.at, t.event_type, body if page is None else {**body, "url": page}
 
 
 def effects(touches: Iterable[Touch]) -> dict[str, float]:

@@ -425,11 +425,8 @@ class _Run:
         touch = {"lead_id": lead_id, "channel": camp.channel, "campaign_id": camp.campaign_id}
         if self.cfg.journeys:
             touch = {"lead_id": lead_id, "channel": DIRECT}
-            for jt in journey:
-                body = {"lead_id": lead_id, "channel": jt.channel, "campaign_id": jt.campaign_id}
-                page = _w.url(rng, jt.event_type)
-                self._push(jt.at, "touchpoint", lead_id, jt.event_type,
-                           body if page is None else {**body, "url": page})  # fmt: skip
+            for at, etype, body in _j.bodies(rng, lead_id, journey):
+                self._push(at, "touchpoint", lead_id, etype, body)
         for t, etype, url in _touches(rng, ts, p, stages):
             body = touch if url is None else {**touch, "url": url}
             self._push(t, "touchpoint", lead_id, etype, body)
