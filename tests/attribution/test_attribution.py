@@ -180,3 +180,15 @@ def test_a_period_without_conversions_is_empty(chdb: Client) -> None:
         assert v.totals == {"sql": 0, "opportunity": 0, "won": 0, "revenue": 0}
         assert all(r.sql == r.won == r.revenue == 0 for r in v.channels)
         assert v.intervals == {} or all(not rows for rows in v.intervals.values())
+
+
+def test_a_replayed_batch_is_not_counted_twice(chdb: Client, table: AttributionTable) -> None:
+    db = "attr_replayed"
+    migrate(chdb, db)
+    for ingested in (NOW, NOW + timedelta(minutes=5)):  # at-least-once: the batch again
+        for name, events in EVENTS.items():
+            rows = [event_row(name, e, ingested) for e in events]
+            chdb.insert(f"{db}.{name}", rows, column_names=list(COLUMNS[name]))
+    again = Attribution(chdb, db).table(date(2026, 3, 1), date(2026, 3, 31), replicates=20)
+    for model in MODELS:
+        assert again.view(model) == table.view(model), model
