@@ -28,7 +28,8 @@ MAX_URL = 2048
 #: Query parameters any endpoint accepts; anything else is a 400.
 KNOWN_PARAMS = frozenset(
     {"start", "end", "channel", "campaign_id", "industry", "country", "size_bucket", "seniority",
-     "band", "by", "limit", "hours", "token", "period", "for"}
+     "band", "by", "limit", "hours", "token", "period", "for",
+     "model", "compare", "lookback_days", "half_life_days"}
 )  # fmt: skip
 # Paths reachable without credentials: liveness, Prometheus scrapes, the login itself.
 OPEN_PATHS = frozenset({"/healthz", "/metrics", "/login"})

@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api import _errors
+from api._attribution import attribution_router
 from api._errors import RESPONSES, ApiError
 from api._login import LoginLimiter, client_address, over_tls
 from api._openapi import document
@@ -299,6 +300,7 @@ def create_app(
             )
         )
 
+    app.include_router(attribution_router(analytics, cache, filters))
     return app
 
 

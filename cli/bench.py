@@ -441,6 +441,23 @@ def recommendations(
     console.print(f"results: {path}")
 
 
+@bench_app.command("attribution")
+def attribution(
+    seeds: Annotated[int, typer.Option(help="generated journey datasets (seeds 1..N)")] = 5,
+    leads: Annotated[int, typer.Option(help="leads per seed")] = 20_000,
+    touchpoints: Annotated[
+        int, typer.Option(help="touchpoints of the speed run (0: none)")
+    ] = 1_000_000,
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """Attribution models against the generator's known channel effects, and their speed."""
+    from cli._bench_attribution import run
+
+    result = run(range(1, seeds + 1), leads, 60, touchpoints, lambda m: console.print(m))
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    _save(out, "attribution", {"benchmark": "attribution", "at": at, **result})
+
+
 @bench_app.command("explanations")
 def explanations(
     ctx: typer.Context,

@@ -70,6 +70,9 @@ def demo(
     serve_for: Annotated[
         float, typer.Option(help="keep the dashboard open this many seconds after the run")
     ] = 0.0,
+    journeys: Annotated[
+        bool, typer.Option(help="touch leads through several channels (for attribution)")
+    ] = False,
 ) -> None:
     """Run leadstream end to end on generated events, embedded: no servers to install.
 
@@ -109,7 +112,7 @@ def demo(
             runtime = Runtime(settings, clickhouse=client)
             cfg = synthetic.GeneratorConfig(
                 seed=seed, leads=leads, days=days, bad_fraction=bad_fraction,
-                duplicate_fraction=duplicate_fraction,
+                duplicate_fraction=duplicate_fraction, journeys=journeys,
             )  # fmt: skip
             outcome: dict[str, Any] = {}
 

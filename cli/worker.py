@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, cast, get_args
 
@@ -60,6 +61,13 @@ def generate(
     truth: Annotated[
         Path | None, typer.Option(help="write each lead's hidden propensity to this CSV")
     ] = None,
+    journeys: Annotated[
+        bool,
+        typer.Option(
+            help="touch leads through several channels (touchpoints carry their own channel"
+            " and campaign); with --truth, the channels' true shares go to TRUTH.channels.json"
+        ),
+    ] = False,
 ) -> None:
     """Generate realistic synthetic lead traffic into Kafka (or files), deterministic by seed."""
     from streaming.producer import produce
@@ -69,12 +77,15 @@ def generate(
         cfg = synthetic.GeneratorConfig(
             seed=seed, leads=leads, days=days, bad_fraction=bad_fraction,
             duplicate_fraction=duplicate_fraction, drift_at=drift_at,
-            anomalies=tuple(parse_anomaly(a) for a in anomaly or ()),
+            anomalies=tuple(parse_anomaly(a) for a in anomaly or ()), journeys=journeys,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    channels = synthetic.ChannelTruth() if journeys and truth is not None else None
     with synthetic.truth_writer(truth) as record_truth:
-        events = synthetic.generate(cfg, truth=record_truth)
+        events = _then(synthetic.generate(cfg, truth=record_truth, channel_truth=channels),
+                       lambda: channels.write(truth.with_suffix(".channels.json"))
+                       if channels is not None and truth is not None else None)  # fmt: skip
         if jsonl is not None:
             synthetic.write_jsonl(events, jsonl)
             console.print(f"wrote {jsonl}")
@@ -98,6 +109,12 @@ def generate(
         f"sent {sum(sent.values())} events: "
         + ", ".join(f"{k} {v}" for k, v in sorted(sent.items()))
     )
+
+
+def _then(events: Iterator[synthetic.Emitted], done: Callable[[], None]) -> Iterator[synthetic.Emitted]:
+    """``events``, then ``done()`` once they are all consumed."""
+    yield from events
+    done()
 
 
 def parse_anomaly(spec: str) -> synthetic.Anomaly:

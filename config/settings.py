@@ -401,6 +401,14 @@ class ReportSettings(_Section):
     floor: float = Field(
         0.005, ge=0, lt=1, description="no campaign is cut below this share of the paid budget"
     )
+    attribution_model: Literal[
+        "first_touch", "last_touch", "last_non_direct", "linear", "time_decay",
+        "position_based", "data_driven", "markov",
+    ] = Field(
+        "first_touch",
+        description="attribution model that credits campaigns with conversions in the budget "
+        "recommendations (first_touch: each campaign earns its own leads' conversions)",
+    )  # fmt: skip
 
 
 class RetentionSettings(_Section):

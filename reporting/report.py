@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from config.settings import Settings
 from reporting import _report_charts as charts
 from reporting._period import Period, PeriodKind
+from reporting.attribution import AttributionSection, attribution_section
 from reporting.queries import Analytics, AnomalyRow, Filters, Kpis, RoiRow
 from reporting.recommend import Recommendations, recommendations
 
@@ -93,6 +94,7 @@ def build_report(
     model = _model_summary(analytics, f)
     converting = _converting(client, settings, period)
     recs = recommendations(client, settings, period)
+    attribution = _attribution(client, db, period)
     cur = cfg.currency
     summary = [
         _headline(kpis, period, cur),
@@ -101,11 +103,14 @@ def build_report(
         _anomaly_story(anomalies, period),
         _model_story(model, period),
         _converting_story(converting),
+        attribution.story if attribution else "",
         recs.summary + "".join(" " + m.text for m in recs.moves[:3]),
     ]
     tables = _tables(
         kpis, funnel.model_dump()["stages"], channels, campaigns, cohorts, anomalies, recs
     )
+    if attribution:
+        tables.append(_attribution_table(attribution))
     daily = kpis.daily
     labels = [str(d["day"])[5:] for d in daily]
     previous_daily = analytics.kpis(f.previous()).daily
@@ -253,6 +258,23 @@ def _converting_story(items: list[str]) -> str:
     if not items:
         return ""
     return "Leads that convert most often: " + "; ".join(items) + "."
+
+
+def _attribution(client: Client, db: str, period: Period) -> AttributionSection | None:
+    """Which channels earned the period's SQLs under each model (advisory: None on failure)."""
+    try:
+        return attribution_section(client, db, period.start, period.end, period.noun)
+    except Exception as exc:  # advisory: the report goes out without this section
+        log.warning("report.attribution_failed", error=str(exc)[:300])
+        return None
+
+
+def _attribution_table(a: AttributionSection) -> Table:
+    kinds: dict[str, ColumnKind] = {"channel": "text", "data_driven_revenue": "money",
+                                    "spend": "money", "data_driven_roi": "ratio"}  # fmt: skip
+    columns = [Column(key=c, label=c.replace("_", " "), kind=kinds.get(c, "pct")) for c in a.columns]
+    return Table(name="attribution", title="Share of SQLs by channel under each attribution model",
+                 columns=columns, rows=a.rows)  # fmt: skip
 
 
 def _tables(

@@ -19,15 +19,21 @@ from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
+from streaming import _synthetic_journeys as _j
 from streaming import _synthetic_writers as _w
+from streaming._synthetic_journeys import DIRECT, JOURNEY, ChannelTruth, JourneyChannel
 from streaming._synthetic_writers import truth_writer, write_csv, write_jsonl, write_truth
 
 __all__ = [
     "CAMPAIGNS",
+    "DIRECT",
+    "JOURNEY",
     "Anomaly",
     "AnomalyKind",
+    "ChannelTruth",
     "Emitted",
     "GeneratorConfig",
+    "JourneyChannel",
     "LeadTruth",
     "generate",
     "propensities",
@@ -110,6 +116,12 @@ class GeneratorConfig:
         about as predictable as before, so a model can recover its old accuracy).
     anomalies
         Injected anomalies.
+    journeys
+        Touch each lead through several channels after its creation (see
+        :data:`JOURNEY`): touchpoints carry their own ``channel`` and ``campaign_id``,
+        each channel that reached a lead shifts its propensity by a hidden effect, and
+        the lead's own engagement is ``direct``. Off by default: the single-channel
+        events stay as they were.
 
     Examples
     --------
@@ -128,6 +140,7 @@ class GeneratorConfig:
     drift_at: float | None = None
     drift_to: Literal["fading_engagement", "reversed_firmographics"] = "fading_engagement"
     anomalies: tuple[Anomaly, ...] = ()
+    journeys: bool = False
 
     def __post_init__(self) -> None:
         if self.leads < 0 or self.days < 1 or self.seed < 0:
@@ -176,7 +189,9 @@ class LeadTruth(NamedTuple):
 
 
 def generate(
-    cfg: GeneratorConfig, truth: Callable[[LeadTruth], None] | None = None
+    cfg: GeneratorConfig,
+    truth: Callable[[LeadTruth], None] | None = None,
+    channel_truth: ChannelTruth | None = None,
 ) -> Iterator[Emitted]:
     """Yield the synthetic events of ``cfg`` in non-decreasing ``occurred_at`` order.
 
@@ -186,6 +201,9 @@ def generate(
         What to generate.
     truth
         Called once per lead, when the lead is created, with its hidden truth.
+    channel_truth
+        With ``cfg.journeys``, receives each lead's removal effects per channel (the
+        hidden truth of what each channel contributes; see :class:`ChannelTruth`).
 
     Examples
     --------
@@ -201,7 +219,7 @@ def generate(
     >>> len(truths) == sum(e.value["event_type"] == "lead_created" for e in events)
     True
     """
-    events = _Run(cfg, truth).events()
+    events = _Run(cfg, truth, channel_truth).events()
     if cfg.bad_fraction or cfg.duplicate_fraction:
         events = _with_noise(events, cfg)
     return events
@@ -281,8 +299,13 @@ def _propensity(c: _Coefs, lead: dict[str, Any], freemail: bool, offset: float) 
 class _Run:
     """One pass of the generator; holds the heap of events not yet due."""
 
-    def __init__(self, cfg: GeneratorConfig, truth: Callable[[LeadTruth], None] | None) -> None:
-        self.cfg, self.truth = cfg, truth
+    def __init__(
+        self,
+        cfg: GeneratorConfig,
+        truth: Callable[[LeadTruth], None] | None,
+        channel_truth: ChannelTruth | None = None,
+    ) -> None:
+        self.cfg, self.truth, self.channel_truth = cfg, truth, channel_truth
         self.rng = _rng(cfg.seed)
         self.lead_rng = _rng(0)
         self.companies = _w.companies(_rng(cfg.seed + 1), max(50, cfg.leads // 4))
@@ -383,12 +406,27 @@ class _Run:
         lead, freemail, weak = _w.lead_fields(rng, camp, company)
         drifted = self.drift_index is not None and index >= self.drift_index
         coefs = _DRIFTS[self.cfg.drift_to] if drifted else _BEFORE
-        p = _propensity(coefs, lead, freemail, camp.quality + weak)
-        p = min(0.995, p * conv_factor)
+        offset = camp.quality + weak
+        journey: list[_j.Touch] = []
+        reached: dict[str, float] = {}
+        if self.cfg.journeys:
+            journey = _j.journey(rng, ts)
+            reached = _j.effects(journey)
+            offset += _j.INTERCEPT + sum(reached.values())
+
+        def prop(shift: float = 0.0) -> float:
+            return min(0.995, _propensity(coefs, lead, freemail, offset - shift) * conv_factor)
+
+        p = prop()
         key_body = {"lead_id": lead_id, **lead}
         self._push(ts, "lead", lead_id, "lead_created", key_body)
-        stages = _funnel(rng, ts, p)
+        # In a journey the funnel starts once the journey's touches are over.
+        stages = _funnel(rng, journey[-1].at if journey else ts, p)
         touch = {"lead_id": lead_id, "channel": camp.channel, "campaign_id": camp.campaign_id}
+        if self.cfg.journeys:
+            touch = {"lead_id": lead_id, "channel": DIRECT}
+            for at, etype, body in _j.bodies(rng, lead_id, journey):
+                self._push(at, "touchpoint", lead_id, etype, body)
         for t, etype, url in _touches(rng, ts, p, stages):
             body = touch if url is None else {**touch, "url": url}
             self._push(t, "touchpoint", lead_id, etype, body)
@@ -400,11 +438,14 @@ class _Run:
         if rng.random() < 0.03 + 0.1 * p:
             t = ts + 600 + int(rng.expovariate(1 / (4 * _DAY)))
             self._push(t, "lead", lead_id, "lead_updated", _w.updated(rng, key_body, p))
+        if self.channel_truth is not None and self.cfg.journeys:
+            without = {c: prop(e) for c, e in reached.items()}
+            self.channel_truth.update(_j.removal(p, camp.channel, reached, without))
         if self.truth is not None:
-            reached = {s for _, s in stages}
+            done = {s for _, s in stages}
             self.truth(
                 LeadTruth(lead_id, self._stamp(ts), camp.channel, camp.campaign_id, p,
-                          "sql" in reached, stages[-1][1] if stages else "", drifted)
+                          "sql" in done, stages[-1][1] if stages else "", drifted)
             )  # fmt: skip
 
 

@@ -100,6 +100,8 @@ class Recommendations(BaseModel):
     revenue: Effect | None
     summary: str
     guardrails: dict[str, float]
+    #: the attribution model that credited campaigns with conversions (their return)
+    attribution: str = "first_touch"
 
 
 def advise(
@@ -283,18 +285,27 @@ def _signed_money(x: float, currency: str) -> str:
 
 
 def recommendations(
-    client: Client, settings: Settings, period: Period, *, weeks: int = _LOOKBACK_WEEKS
-) -> Recommendations:
+    client: Client, settings: Settings, period: Period, *, weeks: int = _LOOKBACK_WEEKS,
+    attribution: str | None = None,
+) -> Recommendations:  # fmt: skip
     """Budget and segment recommendations for the period after ``period``, from ClickHouse.
 
     The estimates use the ``weeks`` whole weeks up to the end of ``period``; the
-    current spend is the mean weekly spend of the weeks in ``period``.
+    current spend is the mean weekly spend of the weeks in ``period``. A campaign's
+    return is what ``attribution`` (default: ``reports.attribution_model``) credits it with.
     """
     cfg = settings.reports
     g = Guardrails(cfg.max_shift, cfg.max_increase, cfg.max_decrease, cfg.floor)
     stage = settings.models.target_stage
     # Whole weeks ending on the period's last day (a month's cohorts may start mid-week).
     cohorts = weekly_cohorts(client, settings.clickhouse.database, period.end, weeks, stage)
+    model = attribution or cfg.attribution_model
+    if model != "first_touch":
+        from reporting.attribution import credit_ratios, reweighted
+
+        start = period.end - timedelta(days=7 * weeks - 1)
+        db = settings.clickhouse.database
+        cohorts = reweighted(cohorts, credit_ratios(client, db, start, period.end, stage, model))
     recent = max(1, math.ceil(period.days / 7))
     last = max((c.period for c in cohorts), default=0)
     current: dict[str, float] = {}
@@ -305,6 +316,7 @@ def recommendations(
     out = advise(posteriors, current, g, period, currency=cfg.currency, stage=stage,
                  scale=period.days / 7)  # fmt: skip
     out.segments = _segments(client, settings, period)
+    out.attribution = model
     return out
 
 

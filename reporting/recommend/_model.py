@@ -54,7 +54,7 @@ class CohortStats:
     period: int
     spend: float
     leads: int
-    conversions: tuple[int, ...]
+    conversions: tuple[float, ...]  # counts; fractional when an attribution model shares them
     revenue: float = 0.0
 
     @property

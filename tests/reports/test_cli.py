@@ -27,7 +27,7 @@ def test_report_command_writes_the_chosen_formats(env: None, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     folder = tmp_path / PERIOD.key
     names = sorted(p.name for p in folder.iterdir())
-    assert f"leadstream-{PERIOD.key}.html" in names and len(names) == 1 + 7
+    assert f"leadstream-{PERIOD.key}.html" in names and len(names) == 1 + 8  # 8 tables
     with (folder / f"leadstream-{PERIOD.key}-kpis.csv").open() as fh:
         rows = {r["indicator"]: r for r in csv.DictReader(fh)}
     html = (folder / f"leadstream-{PERIOD.key}.html").read_text()
