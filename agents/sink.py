@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -22,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
-from agents.stream import group_consumer
+from agents.stream import group_consumer, until_ready
 from config.settings import Settings
 from sinks.clickhouse import ClickHouseSink, write_with_retry
 from sinks.metrics import Metrics
@@ -54,6 +55,9 @@ class SinkStream(Service):
         One ClickHouse sink per table.
     metrics
         Sink metrics (batches, rows, failures).
+    prepare
+        Runs once before subscribing, until it succeeds: the topic guard creates the
+        missing topics there, so that the subscription finds every one of them.
     """
 
     def __init__(
@@ -61,12 +65,14 @@ class SinkStream(Service):
         settings: Settings,
         sinks: dict[str, ClickHouseSink],
         metrics: Metrics,
+        prepare: Callable[[], Awaitable[object]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.sinks = sinks
         self.metrics = metrics
+        self.prepare = prepare
         t = settings.kafka.topics
         self.roles = {t.valid: "valid", t.scored: "scored", t.deadletter: "deadletter"}
         self.consumer: AIOKafkaConsumer | None = None
@@ -82,6 +88,8 @@ class SinkStream(Service):
         return f"{self.settings.kafka.app_id}.sink"
 
     async def on_start(self) -> None:
+        if self.prepare is not None:
+            await until_ready(self.prepare)
         self.consumer = group_consumer(self.settings, self.group_id)
         self.consumer.subscribe(list(self.roles), listener=_FlushOnRevoke(self))
         await self.consumer.start()

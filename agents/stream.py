@@ -56,9 +56,25 @@ def group_consumer(settings: Settings, group_id: str) -> AIOKafkaConsumer:
         session_timeout_ms=int(k.session_timeout_s * 1000),
         heartbeat_interval_ms=int(k.heartbeat_interval_s * 1000),
         fetch_max_wait_ms=max(1, int(k.batch_within_s * 1000)),
+        # A subscribed topic that appears later (created by another worker, or by the
+        # broker on a first produce) is picked up within seconds, not aiokafka's 5 minutes.
+        metadata_max_age_ms=5000,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
+
+
+async def until_ready(prepare: Callable[[], Awaitable[object]]) -> None:
+    """Run ``prepare`` until it succeeds (the broker may not answer yet), waiting between."""
+    for attempt in itertools.count(1):
+        try:
+            await prepare()
+            return
+        except Exception as exc:  # the broker not ready yet: try again
+            wait = min(0.5 * attempt, 5.0)
+            log.warning("stream.prepare_failed", attempt=attempt, retry_in_s=wait,
+                        error=repr(exc)[:300])  # fmt: skip
+            await asyncio.sleep(wait)
 
 
 class _Revoke(ConsumerRebalanceListener):
@@ -120,17 +136,8 @@ class BatchStream(Service):
         return f"{self.settings.kafka.app_id}.stream"
 
     async def on_start(self) -> None:
-        for attempt in itertools.count(1):
-            if self.prepare is None:
-                break
-            try:
-                await self.prepare()
-                break
-            except Exception as exc:  # the broker not ready yet: try again
-                wait = min(0.5 * attempt, 5.0)
-                log.warning("stream.prepare_failed", attempt=attempt, retry_in_s=wait,
-                            error=repr(exc)[:300])  # fmt: skip
-                await asyncio.sleep(wait)
+        if self.prepare is not None:
+            await until_ready(self.prepare)
         self.consumer = group_consumer(self.settings, self.group_id)
         self.consumer.subscribe(list(self.kinds), listener=_Revoke(self))
         await self.consumer.start()

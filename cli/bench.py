@@ -111,7 +111,7 @@ def scoring(
         "ceiling_send_batch_relay": {"throughput": ceiling.summary()},
         "ratio_worker_to_bare": round(ratio, 3),
         "ratio_worker_to_ceiling": round(to_ceiling, 3),
-        "faust_empty_agent_events_per_s": round(floor),
+        "faust_empty_agent_events_per_s": round(floor) if floor is not None else None,
         "pipeline_us_per_event_without_faust": stages,
         "bare_loop_us_per_event": round(bare_us, 1),
         "ratio_pipeline_to_bare_per_event": round(pipeline_ratio, 3),
@@ -530,9 +530,8 @@ def _print(result: dict[str, Any]) -> None:
     console.print(
         f"ratio worker/bare: {result['ratio_worker_to_bare']}; targets: {result['targets']}"
     )
-    console.print(
-        f"Faust with an empty agent: {result['faust_empty_agent_events_per_s']:,} events/s"
-    )
+    floor = result["faust_empty_agent_events_per_s"]
+    console.print(f"Faust with an empty agent: {floor if floor is None else f'{floor:,}'} events/s")
     console.print(
         f"pipeline stages, µs per event without Faust: {result['pipeline_us_per_event_without_faust']}"
     )

@@ -87,7 +87,9 @@ class Runtime:
             self.topic_guard.check,
             self.metrics,
         )
-        self.sink = SinkStream(settings, table_sinks(settings, self.clickhouse), self.metrics)
+        self.sink = SinkStream(
+            settings, table_sinks(settings, self.clickhouse), self.metrics, self.topic_guard.check
+        )
         # Faust starts (and stops) the services with the app; it takes instances as well
         # as classes (App._prepare_subservice), though the decorator is typed for classes.
         self.app.service(cast(Any, self.stream))

@@ -143,7 +143,7 @@ def test_the_schema_declares_security_errors_and_limits(client: TestClient) -> N
     schema = client.get("/openapi.json", headers=auth()).json()
     assert set(schema["components"]["securitySchemes"]) == {"bearer", "basic", "session"}
     operations = [op for item in schema["paths"].values() for op in item.values()]
-    assert len(operations) == 16
+    assert len(operations) == 17  # the 16 views and attribution
     for op in operations:
         assert op["security"], op["operationId"]
         for status in ("400", "401", "414", "422", "500"):

@@ -157,6 +157,8 @@ def test_sigterm_flushes_and_commits(run: WorkerRun) -> None:
     run.start()
     run.send(events)
     wait_quiet(run)
+    # The learner is a consumer of its own: the promise is about what it learned by the stop.
+    run.wait_metric("leadstream_examples_learned_total", 1, timeout=60)
     assert run.stop(signal.SIGTERM, timeout=120) == 0
     bundle = asyncio.run(_latest_model(run))
     assert bundle is not None and bundle.examples > 0
@@ -363,8 +365,9 @@ def test_broker_restarted_mid_stream(redis_url: str, run_id: str, tmp_path: Path
     """Promise: the worker recovers by itself from a restart of the embedded broker.
 
     That broker (Tansu, memory storage) loses every topic, message, committed offset and
-    group when it restarts: what it held is gone, which is the broker's storage, not
-    leadstream. The worker notices before it handles anything from the new broker (its
+    group when it restarts: what it held is gone (events not yet read, rows not yet
+    inserted by the sink), which is the broker's storage, not leadstream; the test lets the
+    worker finish what it had before stopping the broker. The worker notices before it handles anything from the new broker (its
     sentinel topic is gone) and exits with status 75; its supervisor (here a restart loop,
     in production docker-compose's ``restart: unless-stopped``) starts it again, and the
     fresh worker reads the new topics from their start. Every valid lead sent after the
@@ -385,6 +388,9 @@ def test_broker_restarted_mid_stream(redis_url: str, run_id: str, tmp_path: Path
             run.start()
             sent = run.send(events[:half])
             wait_handled(run, sum(sent.values()))
+            # Until the sink has inserted what the stream produced for ClickHouse: rows still
+            # on the broker when it stops are lost with its storage, as unread events are.
+            wait_quiet(run)
             broker.stop()
             time.sleep(2)
             broker = start_broker(port, tmp_path / "run", detach=False)
