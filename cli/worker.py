@@ -45,7 +45,8 @@ def generate(
     anomaly: Annotated[
         list[str] | None,
         typer.Option(
-            help="inject an anomaly, KIND:CHANNEL[/CAMPAIGN]:START_DAY:DAYS:FACTOR, e.g."
+            # "\\[" keeps Rich (Typer's help renderer) from reading "[/CAMPAIGN]" as markup.
+            help="inject an anomaly, KIND:CHANNEL\\[/CAMPAIGN]:START_DAY:DAYS:FACTOR, e.g."
             " volume_drop:paid_search:30:2:0.1 (repeatable; kinds: volume_spike, volume_drop,"
             " conversion_drop, conversion_surge, cpl_spike)",
             show_default=False,
