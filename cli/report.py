@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from rich.console import Console
 
 from cli._context import settings_from
+from cli._errors import open_store, refuse_placeholder_secrets
 from config.settings import Settings
 from reporting._period import Period, PeriodKind
 from reporting.delivery import Deliverer, DeliveryResult
@@ -93,9 +94,10 @@ def report(
 ) -> None:
     """Build the weekly or monthly report now: executive summary, indicators, charts, tables
     and budget recommendations, as PDF, HTML, CSV (one file per table) and Excel."""
-    from sinks.clickhouse import connect, migrate
+    from sinks.clickhouse import migrate
 
     settings = settings_from(ctx)
+    refuse_placeholder_secrets(settings)
     if period not in ("weekly", "monthly"):
         raise typer.BadParameter("choose weekly or monthly", param_hint="--period")
     kind: PeriodKind = "weekly" if period == "weekly" else "monthly"
@@ -113,7 +115,7 @@ def report(
             raise typer.BadParameter(
                 f"{day!r} is not a YYYY-MM-DD date", param_hint="--for"
             ) from exc
-    client = connect(settings.clickhouse)
+    client = open_store(settings)
     try:
         migrate(client, settings.clickhouse.database)
         with console.status(f"building the {kind} report"):

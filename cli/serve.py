@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 
 from cli._context import settings_from
+from cli._errors import (
+    EXIT_CONFIG,
+    EXIT_UNAVAILABLE,
+    fail,
+    refuse_placeholder_secrets,
+    store_problem,
+)
+from config.settings import Settings
 
 console = Console(stderr=True)
 
@@ -29,19 +38,46 @@ def serve(
     from sinks.exceptions import SinkError
 
     settings = settings_from(ctx)
+    refuse_placeholder_secrets(settings)
     try:
         client = connect_readonly(settings)
+    except SinkError as exc:
+        fail(store_problem(settings, exc), EXIT_UNAVAILABLE)
+    try:
         built = build_app(settings, client)
     except (ValueError, SinkError) as exc:
-        console.print(f"[bold red]cannot serve:[/] {exc}")
-        raise typer.Exit(2) from exc
+        client.close()
+        fail(f"cannot serve: {exc}", EXIT_CONFIG)
     bind_host = host or settings.api.host
     bind_port = settings.api.port if port is None else port
-    auth = "token/password required" if settings.api.auth_enabled else "authentication OFF"
-    console.print(f"dashboard: http://{bind_host}:{bind_port}/  ({auth})")
+    console.print(login_line(settings, f"http://{bind_host}:{bind_port}"), soft_wrap=True)
     try:
         uvicorn.run(
             built.app, host=bind_host, port=bind_port, log_level="warning", access_log=False
         )
     finally:
         client.close()
+
+
+def login_line(settings: Settings, base: str) -> str:
+    """What to open in a browser: with a token, a login URL that sets the session cookie.
+
+    The token is the user's own, shown on their own terminal (as Jupyter shows its
+    login URL); it is never logged.
+
+    >>> from pydantic import SecretStr
+    >>> from config.settings import load_settings
+    >>> s = load_settings(api={"token": SecretStr("t0ken"), "auth_enabled": True})
+    >>> login_line(s, "http://127.0.0.1:8600")
+    'dashboard: open http://127.0.0.1:8600/login?token=t0ken in a browser (API clients: Authorization: Bearer $LEADSTREAM_API__TOKEN)'
+    """
+    api = settings.api
+    if not api.auth_enabled:
+        return f"dashboard: {base}/  (authentication OFF)"
+    if api.token is not None:
+        token = quote(api.token.get_secret_value(), safe="")
+        return (
+            f"dashboard: open {base}/login?token={token} in a browser "
+            "(API clients: Authorization: Bearer $LEADSTREAM_API__TOKEN)"
+        )
+    return f"dashboard: {base}/  (the browser asks for LEADSTREAM_API__USERNAME and its password)"

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli._context import settings_from
+from cli._errors import EXIT_CONFIG, fail, refuse_placeholder_secrets, require_services
 from streaming import synthetic
 
 console = Console(stderr=True)
@@ -25,9 +26,17 @@ def worker(ctx: typer.Context) -> None:
 
     settings = settings_from(ctx)
     try:
+        settings.require_pii_key()
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    refuse_placeholder_secrets(settings)
+    require_services(settings, broker=True, redis=True)
+    # Faust creates only the last level of its folder; a fresh checkout has no var/.
+    settings.kafka.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
         runtime = Runtime(settings)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        fail(str(exc), EXIT_CONFIG)
     runtime.run(settings.log_level)
 
 
@@ -74,6 +83,8 @@ def generate(
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if jsonl is None and csv_dir is None:
+        require_services(settings, broker=True)
     with synthetic.truth_writer(truth) as record_truth:
         events = synthetic.generate(cfg, truth=record_truth)
         if jsonl is not None:

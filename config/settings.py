@@ -22,7 +22,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config._sources import SecretlessDotEnv, is_placeholder
+
 STAGES: tuple[str, ...] = ("mql", "sql", "opportunity", "won", "lost")
+
+
+#: How to make a real secret; every message about a missing or placeholder secret ends with it.
+HOW_TO_MAKE_A_KEY = (
+    "make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` and export it"
+)
 
 
 class _Section(BaseModel):
@@ -176,8 +184,10 @@ class ModelSettings(_Section):
         100.0, gt=0, description="Page-Hinkley threshold: higher, fewer false alarms, later"
     )
     drift_conversions_delta: float = Field(
-        0.2, gt=0, description="tolerance of the drift test over conversions alone (they"
-        " arrive first after a drift)"
+        0.2,
+        gt=0,
+        description="tolerance of the drift test over conversions alone (they"
+        " arrive first after a drift)",
     )
     drift_conversions_threshold: float = Field(
         25.0, gt=0, description="threshold of the drift test over conversions alone"
@@ -309,7 +319,9 @@ class SmtpSettings(_Section):
     """The SMTP server that e-mails reports."""
 
     host: str | None = Field(None, description="SMTP server; empty turns e-mail delivery off")
-    port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS, 25 plain)")
+    port: int = Field(
+        587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS, 25 plain)"
+    )
     security: Literal["starttls", "tls", "none"] = Field(
         "starttls", description="STARTTLS after connecting, TLS from the start, or none"
     )
@@ -350,7 +362,9 @@ class ReportSettings(_Section):
         6 * 3600, ge=0, description="a report missed (scheduler down) is still sent this long after"
     )
     retries: int = Field(4, ge=1, le=20, description="delivery attempts before giving up")
-    backoff_s: float = Field(2.0, ge=0, description="first wait between attempts (doubles each time)")
+    backoff_s: float = Field(
+        2.0, ge=0, description="first wait between attempts (doubles each time)"
+    )
     public_url: str | None = Field(None, description="dashboard link put in notifications")
     currency: str = Field("USD", description="currency label of money in reports")
     max_shift: float = Field(
@@ -360,7 +374,10 @@ class ReportSettings(_Section):
         1.0, gt=0, description="a campaign's spend may grow by at most this share per period"
     )
     max_decrease: float = Field(
-        0.5, gt=0, le=1, description="a campaign's spend may shrink by at most this share per period"
+        0.5,
+        gt=0,
+        le=1,
+        description="a campaign's spend may shrink by at most this share per period",
     )
     floor: float = Field(
         0.005, ge=0, lt=1, description="no campaign is cut below this share of the paid budget"
@@ -434,12 +451,16 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        # Secrets never come from .env (DESIGN.md): only the environment or the secrets dir.
+        dotenv = SecretlessDotEnv(settings_cls, dotenv_settings)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv]
         toml_file = os.environ.get("LEADSTREAM_CONFIG_FILE")
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         # Nested secrets by file name too: LEADSTREAM_SMTP__PASSWORD, LEADSTREAM_API__TOKEN.
-        sources.append(NestedSecretsSettingsSource(file_secret_settings, secrets_nested_delimiter="__"))
+        sources.append(
+            NestedSecretsSettingsSource(file_secret_settings, secrets_nested_delimiter="__")
+        )
         return tuple(sources)
 
     def masked(self) -> dict[str, Any]:
@@ -457,10 +478,15 @@ class Settings(BaseSettings):
         """The PII hashing key as bytes, or a ValueError that names the fix."""
         if self.pii_hash_key is None or not self.pii_hash_key.get_secret_value():
             raise ValueError(
-                "no PII hashing key: set LEADSTREAM_PII_HASH_KEY (at least 16 characters) "
-                "in the environment or a secrets file"
+                "no PII hashing key: set LEADSTREAM_PII_HASH_KEY (at least 16 characters) in the "
+                f"environment or a secrets file, never .env; {HOW_TO_MAKE_A_KEY}"
             )
         key = self.pii_hash_key.get_secret_value()
+        if is_placeholder(key):
+            raise ValueError(
+                "LEADSTREAM_PII_HASH_KEY is the public placeholder from .env.example; "
+                f"{HOW_TO_MAKE_A_KEY}"
+            )
         if len(key) < 16:
             raise ValueError("LEADSTREAM_PII_HASH_KEY must have at least 16 characters")
         return key.encode()
