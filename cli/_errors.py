@@ -9,6 +9,11 @@ starts, that the broker and Redis it needs answer.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import redis as redis_py
@@ -123,9 +128,31 @@ def open_store(settings: Settings) -> Client:
     from sinks.exceptions import SinkError
 
     try:
-        return connect(settings.clickhouse)
+        with native_stderr_held():
+            return connect(settings.clickhouse)
     except SinkError as exc:
         fail(store_problem(settings, exc), EXIT_UNAVAILABLE)
+
+
+@contextmanager
+def native_stderr_held() -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 inside the block; replay it on success.
+
+    chDB prints its own ``Code: 76. DB::Exception: Cannot lock file …`` straight to the
+    descriptor before raising. When the block fails, the exception says it (and
+    :func:`store_problem` says it better), so the held text is dropped.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        os.write(2, held.read())
 
 
 def fail(message: str, status: int) -> NoReturn:

@@ -13,6 +13,7 @@ from cli._errors import (
     EXIT_CONFIG,
     EXIT_UNAVAILABLE,
     fail,
+    native_stderr_held,
     refuse_placeholder_secrets,
     store_problem,
 )
@@ -40,7 +41,8 @@ def serve(
     settings = settings_from(ctx)
     refuse_placeholder_secrets(settings)
     try:
-        client = connect_readonly(settings)
+        with native_stderr_held():
+            client = connect_readonly(settings)
     except SinkError as exc:
         fail(store_problem(settings, exc), EXIT_UNAVAILABLE)
     try:
