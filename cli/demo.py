@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli._context import settings_from
+from cli._logging import configure_logging
 from config.settings import Settings
 
 console = Console()
@@ -81,11 +82,14 @@ def demo(
     from reporting.summary import run_summary
     from sinks.clickhouse import connect
     from streaming import synthetic
+    from streaming.app import topic_layout
     from streaming.runtime import Runtime, request_stop
+    from streaming.topic_guard import create_topics
 
     base = settings_from(ctx)
     folder = folder.resolve()
     chdb = folder / "chdb"
+    log_file = folder / "demo.log"
     shutil.rmtree(chdb, ignore_errors=True)  # a fresh store each run keeps the summary honest
     started = time.perf_counter()
     broker = start_broker(free_port(), folder / "run", detach=False)
@@ -105,8 +109,15 @@ def demo(
                     "pii_hash_key": SecretStr(_pii_key(folder)),
                 }
             )  # fmt: skip
+            # The terminal keeps the progress and the summary; every log line goes to a file.
+            log_file.unlink(missing_ok=True)
+            configure_logging(settings, log_file)
+            # Faust creates only the last level of its folder; a fresh checkout has no var/.
+            settings.kafka.data_dir.mkdir(parents=True, exist_ok=True)
             client = connect(settings.clickhouse)
             runtime = Runtime(settings, clickhouse=client)
+            # Before Faust starts: it would have the broker create them with its default partitions.
+            asyncio.run(create_topics(broker.url, topic_layout(settings), 1))
             cfg = synthetic.GeneratorConfig(
                 seed=seed, leads=leads, days=days, bad_fraction=bad_fraction,
                 duplicate_fraction=duplicate_fraction,
@@ -122,7 +133,8 @@ def demo(
 
             console.print(
                 f"[bold]leadstream demo[/]: broker {broker.address}, Redis {redis.address}, "
-                f"chDB {chdb}, metrics http://127.0.0.1:{metrics_port}/metrics"
+                f"chDB {chdb}, metrics http://127.0.0.1:{metrics_port}/metrics\n"
+                f"log lines (JSON) go to {log_file}"
             )
             from api.server import demo_dashboard
 
@@ -132,18 +144,36 @@ def demo(
             try:
                 runtime.run(settings.log_level)
                 summary = run_summary(client, settings.clickhouse.database)
+                _print_summary(summary, outcome, settings, time.perf_counter() - started)
+                console.print(f"Log lines (JSON): {log_file}")
                 if web is not None and serve_for > 0:
-                    console.print(f"dashboard open for {serve_for:.0f} s more: {web.url}/")
-                    time.sleep(serve_for)
+                    console.print(
+                        f"[bold]Dashboard[/]: {web.url}/ (open {serve_for:.0f} s more; "
+                        "Ctrl-C stops it)"
+                    )
+                    _wait(serve_for)
+                elif web is not None:
+                    console.print(
+                        f"Dashboard: {web.url}/ closed with the run; `leadstream demo "
+                        "--serve-for 600` keeps it open after the summary"
+                    )
             finally:
                 if web is not None:
                     web.stop()
     finally:
         broker.stop()
-    _print_summary(summary, outcome, settings, time.perf_counter() - started)
+    console.print("Nothing is left running.")
     if not outcome.get("complete"):
         console.print(f"[red]the run did not finish within {timeout:.0f} s[/]")
         raise typer.Exit(1)
+
+
+def _wait(seconds: float) -> None:
+    """Sleep, or stop early on Ctrl-C (the dashboard is then closed as after the wait)."""
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        console.print("stopping")
 
 
 async def _drive(runtime: Any, cfg: Any, rate: float, timeout: float) -> dict[str, Any]:
@@ -230,5 +260,5 @@ def _print_summary(
         f"Data: ClickHouse (chDB) in {settings.clickhouse.chdb_path}, database "
         f"{settings.clickhouse.database}; topics {', '.join(topics.raw())}, {topics.scored}, "
         f"{topics.training}, {topics.deadletter} (the embedded broker is memory-only and has stopped)\n"
-        f"Finished in {seconds:.1f} s; nothing is left running."
+        f"Finished in {seconds:.1f} s."
     )

@@ -22,7 +22,9 @@ def worker(ctx: typer.Context) -> None:
 
     Stops cleanly on SIGTERM or Ctrl-C: the current batch is finished, offsets committed.
     """
+    from streaming.app import topic_layout
     from streaming.runtime import Runtime
+    from streaming.topic_guard import create_topics
 
     settings = settings_from(ctx)
     try:
@@ -37,6 +39,12 @@ def worker(ctx: typer.Context) -> None:
         runtime = Runtime(settings)
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
+    # Before Faust starts: it would have the broker create them with its default partitions.
+    asyncio.run(
+        create_topics(
+            settings.kafka.bootstrap, topic_layout(settings), settings.kafka.replication_factor
+        )
+    )
     runtime.run(settings.log_level)
 
 
