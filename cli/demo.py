@@ -228,6 +228,36 @@ async def _drive(runtime: Any, cfg: Any, rate: float, timeout: float) -> dict[st
     return {"sent": dict(sent), "complete": handled() >= total}
 
 
+def auc_reading(area: float) -> str:
+    """ROC AUC in plain words: how often a converter is ranked above a non-converter.
+
+    >>> auc_reading(0.5), auc_reading(0.903)
+    ('as good as chance', 'a converter outranks a non-converter 90% of the time')
+    """
+    if math.isnan(area):
+        return "not known yet (no converter and non-converter to compare)"
+    if abs(area - 0.5) < 0.02:
+        return "as good as chance"
+    return f"a converter outranks a non-converter {area:.0%} of the time"
+
+
+def _auc_reading(summary: Any) -> str:
+    published = "n/a" if math.isnan(summary.auc) else f"{summary.auc:.3f}"
+    lines = [
+        f"Scores published at arrival, ranked against outcomes: ROC AUC [bold]{published}[/] over"
+        f" {summary.examples:,} labelled leads ({auc_reading(summary.auc)}; it includes the"
+        " cold-start scores given before the model had learned anything)"
+    ]
+    if summary.champion:
+        lines.append(
+            f"The champion model ({summary.champion}), scored on each labelled lead before"
+            f" learning it: ROC AUC [bold]{summary.champion_auc:.3f}[/] over its last"
+            f" {summary.champion_examples:,} ({auc_reading(summary.champion_auc)}); this is"
+            " what `leadstream models list` shows. 0.5 is chance, 1.0 is a perfect ranking."
+        )
+    return "\n".join(lines)
+
+
 def _print_summary(
     summary: Any, outcome: dict[str, Any], settings: Settings, seconds: float
 ) -> None:
@@ -249,14 +279,13 @@ def _print_summary(
     for ch, n, spend, cpl, won, revenue in summary.channels:
         c.add_row(ch, f"{n:,}", f"{spend:,.0f}", f"{cpl:,.2f}", f"{won:,}", f"{revenue:,.0f}")
     console.print(c)
-    auc = "n/a" if math.isnan(summary.auc) else f"{summary.auc:.3f}"
     bands = ", ".join(f"{b} {n:,}" for b, n in summary.bands.items())
     topics = settings.kafka.topics
     console.print(
         f"Leads scored: [bold]{summary.scored:,}[/] ({bands}); model version {summary.model_version}\n"
         f"Conversions: {summary.total('conversion'):,} stage changes; labelled examples "
         f"{summary.examples:,} ({summary.positives:,} positive)\n"
-        f"Running ROC AUC of the scores given at arrival, against the outcomes: [bold]{auc}[/]\n"
+        f"{_auc_reading(summary)}\n"
         f"Data: ClickHouse (chDB) in {settings.clickhouse.chdb_path}, database "
         f"{settings.clickhouse.database}; topics {', '.join(topics.raw())}, {topics.scored}, "
         f"{topics.training}, {topics.deadletter} (the embedded broker is memory-only and has stopped)\n"
