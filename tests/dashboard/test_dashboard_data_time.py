@@ -14,13 +14,18 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from playwright.sync_api import Browser
 
-from api.server import Built, ServerThread, build_app, serve_in_thread
-from cli.demo import free_port
-from config.settings import Settings
+from api.server import Built, ServerThread
 from sinks.rows import COLUMNS, mapping_row
 from tests.dashboard import _data
 from tests.dashboard.conftest import Loaded
-from tests.dashboard.test_dashboard_browser import api, browser, form, open_dashboard, values
+from tests.dashboard.test_dashboard_browser import (
+    api,
+    browser,
+    form,
+    open_dashboard,
+    serving,
+    values,
+)
 
 __all__ = ["browser"]  # the module fixture, shared with the other browser tests
 
@@ -44,19 +49,8 @@ def server(
     private_chdb.insert(
         f"{_data.DB}.model_metrics", rows, column_names=list(COLUMNS["model_metrics"])
     )
-    settings = Settings(
-        redis={"url": redis_url, "key_prefix": f"dash-time-{loaded.path.parent.name}"},
-        clickhouse={"chdb_path": loaded.path},
-        api={"auth_enabled": False, "refresh_s": 60, "watermark_every_s": 0},
-    )
-    built = build_app(settings, private_chdb)
-    thread = serve_in_thread(built.app, "127.0.0.1", free_port())
-    yield thread, built
-    thread.stop()
-    assert built.cache.client is not None
-    keys = list(built.cache.client.scan_iter(f"{settings.redis.key_prefix}:*", count=10000))
-    if keys:
-        built.cache.client.delete(*keys)
+    with serving(redis_url, loaded, private_chdb, "dash-time", refresh_s=60) as running:
+        yield running
 
 
 def test_default_views_show_the_data_and_the_model_health(
