@@ -132,7 +132,10 @@ def report(
     ] = None,
 ) -> None:
     """Build the weekly or monthly report now: executive summary, indicators, charts, tables
-    and budget recommendations, as PDF, HTML, CSV (one file per table) and Excel."""
+    and budget recommendations, as PDF, HTML, CSV (one file per table) and Excel.
+
+    With the embedded store (chDB, no LEADSTREAM_CLICKHOUSE__DSN) stop the worker first:
+    one process opens it at a time."""
     from sinks.clickhouse import migrate
 
     settings = settings_from(ctx)

@@ -31,7 +31,9 @@ def serve(
 
     Queries use LEADSTREAM_API__CLICKHOUSE_DSN (a read-only user) when set, else the
     ClickHouse settings; answers are cached in Redis. Authentication is required unless
-    LEADSTREAM_API__AUTH_ENABLED=false: set LEADSTREAM_API__TOKEN or a user and password.
+    LEADSTREAM_API__AUTH_ENABLED=false: set LEADSTREAM_API__TOKEN or a user and password;
+    the login URL for a browser is printed at start. With the embedded store (chDB, no
+    LEADSTREAM_CLICKHOUSE__DSN) stop the worker first: one process opens it at a time.
     """
     import uvicorn
 
