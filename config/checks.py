@@ -8,6 +8,7 @@ the variable, where its value came from and what was expected.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +30,36 @@ def env_name(loc: tuple[Any, ...]) -> str:
     return _PREFIX + "__".join(str(part) for part in loc).upper()
 
 
-def _source(name: str, config_file: Path | None) -> str:
-    """Where the value of ``name`` came from, the first source that has it."""
+def _source(name: str, loc: tuple[Any, ...], config_file: Path | None) -> str:
+    """Where the value of ``name`` came from: the first source, by priority, that has it."""
     section = name.split("__")[0]
-    if name in {k.upper() for k in os.environ}:
+    environ = {k.upper() for k in os.environ}
+    if name in environ:
         return "from the environment"
-    if section != name and section in {k.upper() for k in os.environ}:
+    if section != name and section in environ:
         return f"from the environment, in {section}"
-    if Path(".env").is_file():
-        if name in {k.upper() for k in dotenv_values(".env")}:
-            return f"from {Path('.env').resolve()}"
+    dotenv = Path(".env")
+    if dotenv.is_file() and name in {k.upper() for k in dotenv_values(dotenv)}:
+        return f"from {dotenv.resolve()}"
     toml = config_file or os.environ.get("LEADSTREAM_CONFIG_FILE")
-    if toml:
-        return f"from the environment or {toml}"
-    return "from the environment or a secrets file"
+    if toml and _in_toml(Path(toml), loc):
+        return f"from {toml}"
+    secrets = os.environ.get("LEADSTREAM_SECRETS_DIR")
+    if secrets and (Path(secrets) / name).is_file():
+        return f"from {Path(secrets) / name}"
+    return "the default" if not loc else "from the settings"
+
+
+def _in_toml(path: Path, loc: tuple[Any, ...]) -> bool:
+    try:
+        node: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    for part in loc:
+        if not isinstance(node, dict) or str(part) not in node:
+            return False
+        node = node[str(part)]
+    return True
 
 
 def _is_secret_loc(loc: tuple[Any, ...]) -> bool:
@@ -65,7 +82,7 @@ def describe_settings_error(exc: ValidationError, config_file: Path | None = Non
     ...     Settings(kafka={"partitions": "four"})
     ... except ValidationError as exc:
     ...     print(describe_settings_error(exc)[0])
-    LEADSTREAM_KAFKA__PARTITIONS='four' (from the environment or a secrets file): expected a valid integer, unable to parse string as an integer
+    LEADSTREAM_KAFKA__PARTITIONS='four' (from the settings): expected a valid integer, unable to parse string as an integer
     """
     lines = []
     for err in exc.errors():
@@ -77,7 +94,7 @@ def describe_settings_error(exc: ValidationError, config_file: Path | None = Non
             message = "no such setting (see the settings table in the README)"
         else:
             message = message.replace("Input should be", "expected")
-        lines.append(f"{name}{shown} ({_source(name, config_file)}): {message}")
+        lines.append(f"{name}{shown} ({_source(name, loc, config_file)}): {message}")
     return lines
 
 

@@ -74,6 +74,13 @@ def test_a_bad_setting_names_its_variable_source_and_expectation(tmp_path: Path)
         "error: LEADSTREAM_KAFKA__PARTITIONS='four' (from the environment): expected a valid"
         " integer, unable to parse string as an integer"
     ]
+    (tmp_path / "bad.toml").write_text('[kafka]\npartitions = 0\n')
+    out = _run(tmp_path, ["--config", "bad.toml", "models", "list"])
+    assert out.returncode == 2
+    assert _lines(out) == [
+        "error: LEADSTREAM_KAFKA__PARTITIONS=0 (from bad.toml): expected greater than or equal"
+        " to 1"
+    ]
     (tmp_path / ".env").write_text("LEADSTREAM_LOG_LEVEL=loud\n")
     out = _run(tmp_path, ["models", "list"])
     assert out.returncode == 2
