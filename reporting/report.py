@@ -331,6 +331,6 @@ def _tables(
             Column(key="series", label="series"), Column(key="severity", label="severity"),
             Column(key="value", label="value", kind="ratio"), Column(key="expected", label="expected", kind="ratio"),
             Column(key="description", label="description")],
-            rows=[[a.window_start.date(), a.kind, a.series, a.severity, a.value, a.expected, a.description]
+            rows=[[a.window_start.date(), a.kind.replace("_", " "), a.series, a.severity, a.value, a.expected, a.description]
                   for a in anomalies]),
     ]  # fmt: skip

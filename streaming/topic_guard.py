@@ -198,7 +198,10 @@ class TopicGuard:
                 # Created by someone else first, e.g. by a broker that auto-creates topics.
                 self._warned.add(topic)
                 log.warning("broker.topic_partitions_differ", topic=topic,
-                            partitions=len(found), configured=configured)  # fmt: skip
+                            partitions=len(found), configured=configured,
+                            hint="the topic existed before this worker created it (a broker"
+                            " that creates topics on first use); recreate it with"
+                            f" {configured} partition(s), or name a new topic")  # fmt: skip
 
     async def _create(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
         layout = {t: self.partitions.get(t, 1) for t in topics}
