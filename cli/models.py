@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli._context import settings_from
+from cli._errors import require_services
 from config.settings import Settings
 
 models_app = typer.Typer(
@@ -39,6 +40,7 @@ def list_models(
     """The latest published version: every model with its rolling prequential metrics,
     and the latest champion changes."""
     settings = settings_from(ctx)
+    require_services(settings, redis=True)  # the model store
     bundle = asyncio.run(_latest(settings))
     if bundle is None:
         err.print("no model published yet: run `leadstream worker` (or `leadstream backfill`)")
@@ -133,6 +135,7 @@ async def _latest(settings: Settings) -> Any:
 
 
 def _change(settings: Settings, action: str, name: str | None, wait: float) -> None:
+    require_services(settings, redis=True)  # the model store
     try:
         result = asyncio.run(change_champion(settings, action, name, _actor(), wait))
     except ValueError as exc:

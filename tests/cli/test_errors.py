@@ -61,6 +61,10 @@ def test_unreachable_broker_and_redis_say_so_and_how_to_start_them(tmp_path: Pat
         f"error: Redis does not answer at redis://:***@127.0.0.1:{redis}/0"
         " (LEADSTREAM_REDIS__URL): is it running? `leadstream services up` starts a local one",
     ]
+    models = _run(tmp_path, ["models", "list"],
+                  LEADSTREAM_REDIS__URL=f"redis://127.0.0.1:{redis}/0")  # fmt: skip
+    assert models.returncode == 69 and len(_lines(models)) == 1
+    assert "Redis does not answer at" in models.stderr
     gen = _run(tmp_path, ["generate", "--leads", "5", "--days", "1"],
                LEADSTREAM_KAFKA__BOOTSTRAP=f"kafka://127.0.0.1:{broker}")  # fmt: skip
     assert gen.returncode == 69 and len(_lines(gen)) == 1
