@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 from urllib.parse import quote
 
@@ -54,7 +55,8 @@ def serve(
         fail(f"cannot serve: {exc}", EXIT_CONFIG)
     bind_host = host or settings.api.host
     bind_port = settings.api.port if port is None else port
-    console.print(login_line(settings, f"http://{bind_host}:{bind_port}"), soft_wrap=True)
+    url = f"http://{bind_host}:{bind_port}"
+    console.print(login_line(settings, url, reveal=sys.stderr.isatty()), soft_wrap=True)
     try:
         uvicorn.run(
             built.app, host=bind_host, port=bind_port, log_level="warning", access_log=False
@@ -63,23 +65,26 @@ def serve(
         client.close()
 
 
-def login_line(settings: Settings, base: str) -> str:
+def login_line(settings: Settings, base: str, reveal: bool) -> str:
     """What to open in a browser: with a token, a login URL that sets the session cookie.
 
-    The token is the user's own, shown on their own terminal (as Jupyter shows its
-    login URL); it is never logged.
+    The token is shown only on a terminal (``reveal``), as Jupyter shows its login URL:
+    the user's own screen. Where standard error is captured (a service's log, docker
+    logs), the URL names the variable instead, so the token never reaches a log.
 
     >>> from pydantic import SecretStr
     >>> from config.settings import load_settings
     >>> s = load_settings(api={"token": SecretStr("t0ken"), "auth_enabled": True})
-    >>> login_line(s, "http://127.0.0.1:8600")
+    >>> login_line(s, "http://127.0.0.1:8600", reveal=True)
     'dashboard: open http://127.0.0.1:8600/login?token=t0ken in a browser (API clients: Authorization: Bearer $LEADSTREAM_API__TOKEN)'
+    >>> login_line(s, "http://127.0.0.1:8600", reveal=False)
+    'dashboard: open http://127.0.0.1:8600/login?token=$LEADSTREAM_API__TOKEN in a browser (API clients: Authorization: Bearer $LEADSTREAM_API__TOKEN)'
     """
     api = settings.api
     if not api.auth_enabled:
         return f"dashboard: {base}/  (authentication OFF)"
     if api.token is not None:
-        token = quote(api.token.get_secret_value(), safe="")
+        token = quote(api.token.get_secret_value(), safe="") if reveal else "$LEADSTREAM_API__TOKEN"
         return (
             f"dashboard: open {base}/login?token={token} in a browser "
             "(API clients: Authorization: Bearer $LEADSTREAM_API__TOKEN)"
