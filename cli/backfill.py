@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli._context import settings_from
-from cli._errors import EXIT_CONFIG, EXIT_DATA, fail
+from cli._errors import EXIT_CONFIG, EXIT_DATA, fail, require_services
 from config.settings import STAGES, Settings
 
 console = Console(stderr=True)
@@ -79,6 +79,8 @@ def backfill(
     from online_models.bundle import bundle_for
 
     settings = settings_from(ctx)
+    if publish:  # before the training, not after it: the models go to Redis
+        require_services(settings, redis=True)
     try:
         frame = load_source(settings, source, table, query)
     except (ValueError, OSError) as exc:
