@@ -123,7 +123,7 @@ def build_report(
             {"spend": [r.spend for r in channels], "revenue": [r.revenue for r in channels]},
         ),
         "funnel": charts.funnel(
-            "Funnel of this period's leads", [(s.stage, float(s.leads)) for s in funnel.stages]
+            "Funnel of this period's leads", [(stage_label(s.stage), float(s.leads)) for s in funnel.stages]
         ),
         "budget": charts.grouped_bars(
             f"Spend by channel next {period.noun} ({cur})", [str(c["channel"]) for c in recs.channels],
