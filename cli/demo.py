@@ -126,6 +126,9 @@ def demo(
 
             @runtime.app.task
             async def drive() -> None:
+                # Faust's worker (mode) replaced the root log handlers with its own on
+                # standard error when it started; its lines go to the log file too.
+                configure_logging(settings, log_file)
                 try:
                     outcome.update(await _drive(runtime, cfg, rate, timeout))
                 finally:
