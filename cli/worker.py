@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli._context import settings_from
 from cli._errors import EXIT_CONFIG, fail, refuse_placeholder_secrets, require_services
+from cli._logging import configure_logging
 from streaming import synthetic
 
 console = Console(stderr=True)
@@ -39,6 +40,13 @@ def worker(ctx: typer.Context) -> None:
         runtime = Runtime(settings)
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+    async def own_logging() -> None:
+        # Faust's worker (mode) replaced the root log handlers with its own plain-text one
+        # when it started: its lines (faust, aiokafka) get ours again, JSON like the rest.
+        configure_logging(settings)
+
+    runtime.app.task(own_logging)
     # Before Faust starts: it would have the broker create them with its default partitions.
     asyncio.run(
         create_topics(

@@ -10,6 +10,7 @@ four are up.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -75,7 +76,12 @@ def test_the_run_it_for_real_block_works_as_written(
     out = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
                          text=True, timeout=240, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "Traceback" not in out.stderr + (work / "worker.log").read_text()
+    worker_log = (work / "worker.log").read_text()
+    assert "Traceback" not in out.stderr + worker_log
+    # One format: every line the worker wrote is a JSON object (Faust's own lines too).
+    assert all(line.startswith("{") for line in worker_log.splitlines() if line.strip())
+    records = [json.loads(line) for line in worker_log.splitlines() if line.strip()]
+    assert not [r for r in records if r.get("level") != "info" and r["event"].startswith("broker.")]
     token = out.stdout.strip().splitlines()[-1]
     assert len(token) >= 32
     # The report covers the last complete week of the generated data and found its leads.
