@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -14,12 +16,13 @@ from config.settings import Settings
 _STDLIB_LOGGERS = ("faust", "aiokafka", "kafka", "mode", "asyncio", "urllib3", "apscheduler")
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, to: Path | None = None) -> None:
     """Configure structlog and the standard library's logging from ``settings``.
 
     Lines go to stderr (stdout stays free for command output such as
-    ``--json``): JSON objects when ``settings.log_format == "json"``, coloured
-    console lines otherwise. structlog loggers filter at ``settings.log_level``;
+    ``--json``), or appended to the file ``to`` (the demo keeps its terminal for
+    progress and the summary): JSON objects when ``settings.log_format ==
+    "json"`` or when written to a file, coloured console lines otherwise. structlog loggers filter at ``settings.log_level``;
     stdlib loggers (faust, aiokafka, …) pass through the same renderer at
     WARNING or above. Safe to call more than once.
     """
@@ -30,7 +33,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any
-    if settings.log_format == "json":
+    if settings.log_format == "json" or to is not None:
         renderer = structlog.processors.JSONRenderer()
         shared += [structlog.processors.dict_tracebacks]
     else:
@@ -43,11 +46,14 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=_stderr_logger,
+        logger_factory=_stderr_logger if to is None else _file_logger(to),
         cache_logger_on_first_use=False,
     )
 
-    handler = _CurrentStderrHandler()
+    handler: logging.Handler = _CurrentStderrHandler()
+    if to is not None:
+        to.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(to, encoding="utf-8")
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -65,6 +71,13 @@ def configure_logging(settings: Settings) -> None:
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     # Looked up per logger, not at configure time: pytest and rich swap sys.stderr.
     return structlog.PrintLogger(file=sys.stderr)
+
+
+def _file_logger(path: Path) -> Callable[..., structlog.WriteLogger]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Line-buffered: a reader (tail -f, a test) sees each line when it is logged.
+    stream = path.open("a", encoding="utf-8", buffering=1)
+    return lambda *_args: structlog.WriteLogger(file=stream)
 
 
 class _CurrentStderrHandler(logging.StreamHandler[Any]):

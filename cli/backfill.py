@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli._context import settings_from
+from cli._errors import EXIT_CONFIG, EXIT_DATA, fail, require_services
 from config.settings import STAGES, Settings
 
 console = Console(stderr=True)
@@ -47,9 +48,14 @@ def backfill(
             " leads and outcomes)",
         ),
     ],
-    label: Annotated[str, typer.Option(help="the label column (0/1, true/false, yes/no)")] = "converted",
+    label: Annotated[
+        str, typer.Option(help="the label column (0/1, true/false, yes/no)")
+    ] = "converted",
     time_col: Annotated[
-        str, typer.Option("--time", help="the column rows are ordered by; rows without one are left out")
+        str,
+        typer.Option(
+            "--time", help="the column rows are ordered by; rows without one are left out"
+        ),
     ] = "occurred_at",
     revenue: Annotated[
         str | None, typer.Option(help="won-deal revenue column (teaches the revenue model)")
@@ -73,10 +79,12 @@ def backfill(
     from online_models.bundle import bundle_for
 
     settings = settings_from(ctx)
+    if publish:  # before the training, not after it: the models go to Redis
+        require_services(settings, redis=True)
     try:
         frame = load_source(settings, source, table, query)
     except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="SOURCE") from exc
+        fail(str(exc), EXIT_DATA)
     if source == "clickhouse" and query is None and revenue is None:
         revenue = "won_revenue"
     bundle = bundle_for(settings.models)
@@ -91,7 +99,8 @@ def backfill(
             result = train(bundle, frame, label, time_col, revenue, passes, validation, seed,
                            lambda n: progress.advance(task, n))  # fmt: skip
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+            progress.stop()
+            fail(str(exc), EXIT_CONFIG)
     version = asyncio.run(_publish(settings, bundle)) if publish else None
     if publish:
         _store_metrics(settings, bundle, result)
@@ -113,7 +122,10 @@ def backfill(
     for col in ("model", "AUC", "log loss", "Brier", "F1"):
         t.add_column(col, justify="left" if col == "model" else "right")
     for name, r in out["validation"].items():
-        t.add_row(name, *(("–" if r[k] is None else f"{r[k]:.4f}") for k in ("auc", "logloss", "brier", "f1")))
+        t.add_row(
+            name,
+            *(("–" if r[k] is None else f"{r[k]:.4f}") for k in ("auc", "logloss", "brier", "f1")),
+        )
     Console().print(t)
     console.print(
         f"published as model version {version}" if version else "not published (--no-publish)"
@@ -135,9 +147,7 @@ def load_source(
         return _clickhouse(settings, query, clickhouse)
     path = Path(source)
     if not path.is_file():
-        raise ValueError(
-            f"{source} is not a file, a postgresql:// URL or `clickhouse`"
-        )
+        raise ValueError(f"{source} is not a file, a postgresql:// URL or `clickhouse`")
     from online_models.tables import read_table
 
     return read_table(path)

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli._context import settings_from
+from cli._logging import configure_logging
 from config.settings import Settings
 
 console = Console()
@@ -84,11 +85,14 @@ def demo(
     from reporting.summary import run_summary
     from sinks.clickhouse import connect
     from streaming import synthetic
+    from streaming.app import topic_layout
     from streaming.runtime import Runtime, request_stop
+    from streaming.topic_guard import create_topics
 
     base = settings_from(ctx)
     folder = folder.resolve()
     chdb = folder / "chdb"
+    log_file = folder / "demo.log"
     shutil.rmtree(chdb, ignore_errors=True)  # a fresh store each run keeps the summary honest
     started = time.perf_counter()
     broker = start_broker(free_port(), folder / "run", detach=False)
@@ -108,8 +112,15 @@ def demo(
                     "pii_hash_key": SecretStr(_pii_key(folder)),
                 }
             )  # fmt: skip
+            # The terminal keeps the progress and the summary; every log line goes to a file.
+            log_file.unlink(missing_ok=True)
+            configure_logging(settings, log_file)
+            # Faust creates only the last level of its folder; a fresh checkout has no var/.
+            settings.kafka.data_dir.mkdir(parents=True, exist_ok=True)
             client = connect(settings.clickhouse)
             runtime = Runtime(settings, clickhouse=client)
+            # Before Faust starts: it would have the broker create them with its default partitions.
+            asyncio.run(create_topics(broker.url, topic_layout(settings), 1))
             cfg = synthetic.GeneratorConfig(
                 seed=seed, leads=leads, days=days, bad_fraction=bad_fraction,
                 duplicate_fraction=duplicate_fraction, journeys=journeys,
@@ -118,6 +129,9 @@ def demo(
 
             @runtime.app.task
             async def drive() -> None:
+                # Faust's worker (mode) replaced the root log handlers with its own on
+                # standard error when it started; its lines go to the log file too.
+                configure_logging(settings, log_file)
                 try:
                     outcome.update(await _drive(runtime, cfg, rate, timeout))
                 finally:
@@ -125,7 +139,8 @@ def demo(
 
             console.print(
                 f"[bold]leadstream demo[/]: broker {broker.address}, Redis {redis.address}, "
-                f"chDB {chdb}, metrics http://127.0.0.1:{metrics_port}/metrics"
+                f"chDB {chdb}, metrics http://127.0.0.1:{metrics_port}/metrics\n"
+                f"log lines (JSON) go to {log_file}"
             )
             from api.server import demo_dashboard
 
@@ -135,18 +150,36 @@ def demo(
             try:
                 runtime.run(settings.log_level)
                 summary = run_summary(client, settings.clickhouse.database)
+                _print_summary(summary, outcome, settings, time.perf_counter() - started)
+                console.print(f"Log lines (JSON): {log_file}")
                 if web is not None and serve_for > 0:
-                    console.print(f"dashboard open for {serve_for:.0f} s more: {web.url}/")
-                    time.sleep(serve_for)
+                    console.print(
+                        f"[bold]Dashboard[/]: {web.url}/ (open {serve_for:.0f} s more; "
+                        "Ctrl-C stops it)"
+                    )
+                    _wait(serve_for)
+                elif web is not None:
+                    console.print(
+                        f"Dashboard: {web.url}/ closed with the run; `leadstream demo "
+                        "--serve-for 600` keeps it open after the summary"
+                    )
             finally:
                 if web is not None:
                     web.stop()
     finally:
         broker.stop()
-    _print_summary(summary, outcome, settings, time.perf_counter() - started)
+    console.print("Nothing is left running.")
     if not outcome.get("complete"):
         console.print(f"[red]the run did not finish within {timeout:.0f} s[/]")
         raise typer.Exit(1)
+
+
+def _wait(seconds: float) -> None:
+    """Sleep, or stop early on Ctrl-C (the dashboard is then closed as after the wait)."""
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        console.print("stopping")
 
 
 async def _drive(runtime: Any, cfg: Any, rate: float, timeout: float) -> dict[str, Any]:
@@ -201,6 +234,36 @@ async def _drive(runtime: Any, cfg: Any, rate: float, timeout: float) -> dict[st
     return {"sent": dict(sent), "complete": handled() >= total}
 
 
+def auc_reading(area: float) -> str:
+    """ROC AUC in plain words: how often a converter is ranked above a non-converter.
+
+    >>> auc_reading(0.5), auc_reading(0.903)
+    ('as good as chance', 'a converter outranks a non-converter 90% of the time')
+    """
+    if math.isnan(area):
+        return "not known yet (no converter and non-converter to compare)"
+    if abs(area - 0.5) < 0.02:
+        return "as good as chance"
+    return f"a converter outranks a non-converter {area:.0%} of the time"
+
+
+def _auc_reading(summary: Any) -> str:
+    published = "n/a" if math.isnan(summary.auc) else f"{summary.auc:.3f}"
+    lines = [
+        f"Scores published at arrival, ranked against outcomes: ROC AUC [bold]{published}[/] over"
+        f" {summary.examples:,} labelled leads ({auc_reading(summary.auc)}; it includes the"
+        " cold-start scores given before the model had learned anything)"
+    ]
+    if summary.champion:
+        lines.append(
+            f"The champion model ({summary.champion}), scored on each labelled lead before"
+            f" learning it: ROC AUC [bold]{summary.champion_auc:.3f}[/] over its last"
+            f" {summary.champion_examples:,} ({auc_reading(summary.champion_auc)}); this is"
+            " what `leadstream models list` shows. 0.5 is chance, 1.0 is a perfect ranking."
+        )
+    return "\n".join(lines)
+
+
 def _print_summary(
     summary: Any, outcome: dict[str, Any], settings: Settings, seconds: float
 ) -> None:
@@ -222,16 +285,15 @@ def _print_summary(
     for ch, n, spend, cpl, won, revenue in summary.channels:
         c.add_row(ch, f"{n:,}", f"{spend:,.0f}", f"{cpl:,.2f}", f"{won:,}", f"{revenue:,.0f}")
     console.print(c)
-    auc = "n/a" if math.isnan(summary.auc) else f"{summary.auc:.3f}"
     bands = ", ".join(f"{b} {n:,}" for b, n in summary.bands.items())
     topics = settings.kafka.topics
     console.print(
         f"Leads scored: [bold]{summary.scored:,}[/] ({bands}); model version {summary.model_version}\n"
         f"Conversions: {summary.total('conversion'):,} stage changes; labelled examples "
         f"{summary.examples:,} ({summary.positives:,} positive)\n"
-        f"Running ROC AUC of the scores given at arrival, against the outcomes: [bold]{auc}[/]\n"
+        f"{_auc_reading(summary)}\n"
         f"Data: ClickHouse (chDB) in {settings.clickhouse.chdb_path}, database "
         f"{settings.clickhouse.database}; topics {', '.join(topics.raw())}, {topics.scored}, "
         f"{topics.training}, {topics.deadletter} (the embedded broker is memory-only and has stopped)\n"
-        f"Finished in {seconds:.1f} s; nothing is left running."
+        f"Finished in {seconds:.1f} s."
     )

@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cli._errors import EXIT_CONFIG, EXIT_DATA, fail
+
 console = Console(stderr=True)
 
 
@@ -44,7 +46,10 @@ def evaluate(
         ),
     ],
     time: Annotated[
-        str, typer.Option("--time", help="the column rows are ordered by; rows without one are left out")
+        str,
+        typer.Option(
+            "--time", help="the column rows are ordered by; rows without one are left out"
+        ),
     ],
     id_columns: Annotated[
         list[str] | None, typer.Option("--id", help="id columns to leave out of the features")
@@ -76,7 +81,10 @@ def evaluate(
     ] = "newton",
     positive: Annotated[
         str | None,
-        typer.Option(help="the label value that counts as a conversion (others are 0)"),
+        typer.Option(
+            help="the label value that counts as a conversion (others are 0), or a threshold"
+            " for a numeric column: '>=N' or '>N'"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
@@ -109,13 +117,18 @@ def evaluate(
         reading = progress.add_task(f"reading {data.name}", total=None)
         try:
             frame = read_table(data)
-            progress.update(reading, total=1, completed=1)
+        except ValueError as exc:
+            progress.stop()
+            fail(str(exc), EXIT_DATA)
+        progress.update(reading, total=1, completed=1)
+        try:
             result = run(
                 frame, label, time, id_columns or (), holdout, passes, threshold, folds,
                 sensitivity, model=model, groups=groups, positive=positive, progress=report,
             )  # fmt: skip
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+            progress.stop()
+            fail(str(exc), EXIT_CONFIG)
     out = result.as_dict()
     if as_json:
         print(json.dumps(out, allow_nan=False))

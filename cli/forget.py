@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli._context import settings_from
+from cli._errors import EXIT_CONFIG, fail, open_store, require_services
 from config.settings import Settings
 
 console = Console(stderr=True)
@@ -40,7 +41,8 @@ def forget(
     try:
         key = settings.require_pii_key()
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        fail(str(exc), EXIT_CONFIG)
+    require_services(settings, broker=True, redis=True)
     what = "the leads with this e-mail address" if email else f"{len(lead_id or [])} lead(s)"
     if not yes and not typer.confirm(f"Erase {what} everywhere? This cannot be undone."):
         raise typer.Exit(1)
@@ -61,11 +63,11 @@ async def _run(settings: Settings, key: bytes, email: str | None, lead_ids: list
     import redis.asyncio as aioredis
     from aiokafka import AIOKafkaProducer
 
-    from sinks.clickhouse import connect, migrate
+    from sinks.clickhouse import migrate
     from sinks.forget import Forgetter
     from streaming.producer import bootstrap_servers
 
-    clickhouse = connect(settings.clickhouse)
+    clickhouse = open_store(settings)
     migrate(clickhouse, settings.clickhouse.database)
     redis = aioredis.from_url(settings.redis.url)
     producer = AIOKafkaProducer(

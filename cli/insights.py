@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli._context import settings_from
+from cli._errors import open_store
 from config.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,13 +70,7 @@ def _fail(message: str) -> typer.Exit:
 @contextmanager
 def _clickhouse(settings: Settings) -> Iterator[Client]:
     """The configured ClickHouse, closed afterwards (chDB: one process per directory)."""
-    from sinks.clickhouse import connect
-    from sinks.exceptions import SinkError
-
-    try:
-        client = connect(settings.clickhouse)
-    except SinkError as exc:
-        raise _fail(str(exc)) from exc
+    client = open_store(settings)
     try:
         yield client
     except DatabaseError as exc:

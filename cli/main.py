@@ -12,9 +12,8 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
 
+from cli._errors import EXIT_CONFIG, fail
 from cli._logging import configure_logging
 from cli.backfill import backfill
 from cli.bench import bench_app
@@ -28,6 +27,7 @@ from cli.scheduler import scheduler
 from cli.serve import serve
 from cli.services import services_app
 from cli.worker import generate, worker
+from config.checks import describe_settings_error
 from config.settings import load_settings
 
 app = typer.Typer(
@@ -69,9 +69,10 @@ def root(
     """Read the settings once and configure logging for whichever command runs."""
     try:
         settings = load_settings(config)
-    except (ValidationError, ValueError) as exc:
-        Console(stderr=True).print(f"[bold red]invalid settings:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+    except ValidationError as exc:
+        fail("\n".join(describe_settings_error(exc, config)), EXIT_CONFIG)
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
     configure_logging(settings)
     ctx.obj = settings
 

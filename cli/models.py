@@ -9,10 +9,12 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from cli._context import settings_from
+from cli._errors import require_services
 from config.settings import Settings
 
 models_app = typer.Typer(
@@ -38,6 +40,7 @@ def list_models(
     """The latest published version: every model with its rolling prequential metrics,
     and the latest champion changes."""
     settings = settings_from(ctx)
+    require_services(settings, redis=True)  # the model store
     bundle = asyncio.run(_latest(settings))
     if bundle is None:
         err.print("no model published yet: run `leadstream worker` (or `leadstream backfill`)")
@@ -51,17 +54,39 @@ def list_models(
             for r in bundle.history[-10:]
         ],
         "revenue": bundle.revenue_metrics.report("rolling") | {"deals": bundle.revenue.n_learned},
+        # What sales tools received: each score from the version live when its lead arrived.
+        "published_scores": {
+            scope: {k: r[k] for k in ("examples", "auc", "logloss")}
+            for scope in ("rolling", "overall")
+            for r in [bundle.published.report(scope)]
+        },
     }  # fmt: skip
     if as_json:
         print(json.dumps(out, default=str))
         return
-    t = Table(title=f"model version {bundle.version}: {bundle.examples} labelled examples")
-    for col in ("model", "role", "since", "examples", "AUC", "log loss", "Brier"):
-        t.add_column(col, justify="left" if col in ("model", "role") else "right")
+    window = settings.models.metrics_window
+    t = Table(
+        title=f"model version {bundle.version}: {bundle.examples:,} labelled examples",
+        caption=f"AUC, log loss, Brier: test-then-train over the last {window:,} examples"
+        " (each scored before it is learned). AUC: 0.5 is chance, 1 a perfect ranking;"
+        " log loss and Brier: lower is better.",
+        box=box.SIMPLE_HEAD, caption_justify="left",
+    )  # fmt: skip
+    # The name is what `models promote NAME` needs: never cut. Role and start go under
+    # it, so the long names of configured challengers still fit 80 columns.
+    t.add_column("model", no_wrap=True, min_width=max(len(m["model"]) for m in out["models"]))
+    for col in ("examples", "AUC", "log loss", "Brier"):
+        t.add_column(col, justify="right")
     for m in out["models"]:
-        t.add_row(m["model"], m["role"], str(m["since"]), str(m["examples"]), _f(m["auc"]),
+        role = m["role"] if m["role"] == "champion" else f"challenger since {m['since']:,}"
+        t.add_row(f"{m['model']}\n[dim]{role}[/]", f"{m['examples']:,}", _f(m["auc"]),
                   _f(m["logloss"]), _f(m["brier"]))  # fmt: skip
     console.print(t)
+    pub = out["published_scores"]["overall"]
+    console.print(
+        f"Scores published so far: ROC AUC {_f(pub['auc'])} over {pub['examples']:,} labelled"
+        " leads (cold-start scores included; leadstream_published_scores_roc_auc on /metrics)"
+    )
     for r in out["promotions"]:
         console.print(
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r['at']))} {r['action']}: "
@@ -73,7 +98,9 @@ def list_models(
 @models_app.command("promote")
 def promote(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="the challenger to make champion (see `models list`)")],
+    name: Annotated[
+        str, typer.Argument(help="the challenger to make champion (see `models list`)")
+    ],
     wait: Annotated[float, typer.Option(help="seconds to wait for a running learner")] = 15.0,
 ) -> None:
     """Make a challenger the champion. A running learner applies it at its next snapshot;
@@ -92,7 +119,7 @@ def rollback(
 
 
 def _f(v: float | None) -> str:
-    return "–" if v is None else f"{v:.4f}"
+    return "–" if v is None else f"{v:.3f}"
 
 
 async def _latest(settings: Settings) -> Any:
@@ -108,6 +135,7 @@ async def _latest(settings: Settings) -> Any:
 
 
 def _change(settings: Settings, action: str, name: str | None, wait: float) -> None:
+    require_services(settings, redis=True)  # the model store
     try:
         result = asyncio.run(change_champion(settings, action, name, _actor(), wait))
     except ValueError as exc:
@@ -150,7 +178,9 @@ async def change_champion(
             )
         bundle = await store.load()
         if bundle is None:
-            raise ValueError("no model published yet: run `leadstream worker` or `leadstream backfill`")
+            raise ValueError(
+                "no model published yet: run `leadstream worker` or `leadstream backfill`"
+            )
         record = apply_command(bundle, {"action": action, "model": name, "actor": actor})
         await store.publish(bundle)
     finally:

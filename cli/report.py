@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from rich.console import Console
 
 from cli._context import settings_from
+from cli._errors import open_store, refuse_placeholder_secrets
 from config.settings import Settings
 from reporting._period import Period, PeriodKind
 from reporting.delivery import Deliverer, DeliveryResult
@@ -66,6 +67,44 @@ async def publish(
     return out
 
 
+def _period_of_the_data(
+    client: Client, settings: Settings, kind: PeriodKind, chosen: Period | None
+) -> Period | None:
+    """The period to report on: ``chosen``, else the last complete one of the data.
+
+    Event time is the data's own clock: on replayed or generated history the last
+    wall-clock week is empty. Says which period it took, and where the data is when
+    the period has none.
+    """
+    from reporting.queries import Analytics
+
+    span = Analytics(client, settings.clickhouse.database).data_span()
+    if span is None:
+        console.print(
+            "[yellow]the store holds no leads yet[/]: run `leadstream worker` and send events"
+            " (`leadstream generate`), or try `leadstream demo`",
+            soft_wrap=True,
+        )
+        return chosen
+    first, last = span
+    period = chosen or Period.last_complete(kind, last + timedelta(days=1))
+    if period.end < first or period.start > last:
+        latest = Period.last_complete(kind, last + timedelta(days=1))
+        console.print(
+            f"[yellow]no leads in {period.label}[/]: the data runs from {first} to {last};"
+            f" `leadstream report --period {kind} --for {latest.start}` reports on"
+            f" {latest.label}",
+            soft_wrap=True,
+        )
+    elif chosen is None:
+        console.print(
+            f"reporting on {period.label}, the last complete {period.noun} of the data"
+            f" (latest lead {last}); --for DAY picks another",
+            soft_wrap=True,
+        )
+    return period
+
+
 def report(
     ctx: typer.Context,
     period: Annotated[str, typer.Option(help="weekly or monthly")] = "weekly",
@@ -87,15 +126,20 @@ def report(
         str | None,
         typer.Option(
             "--for",
-            help="a day (YYYY-MM-DD) inside the period to report on; default: the last complete period",
+            help="a day (YYYY-MM-DD) inside the period to report on; default: the last complete"
+            " period of the data (by the latest lead's time)",
         ),
     ] = None,
 ) -> None:
     """Build the weekly or monthly report now: executive summary, indicators, charts, tables
-    and budget recommendations, as PDF, HTML, CSV (one file per table) and Excel."""
-    from sinks.clickhouse import connect, migrate
+    and budget recommendations, as PDF, HTML, CSV (one file per table) and Excel.
+
+    With the embedded store (chDB, no LEADSTREAM_CLICKHOUSE__DSN) stop the worker first:
+    one process opens it at a time."""
+    from sinks.clickhouse import migrate
 
     settings = settings_from(ctx)
+    refuse_placeholder_secrets(settings)
     if period not in ("weekly", "monthly"):
         raise typer.BadParameter("choose weekly or monthly", param_hint="--period")
     kind: PeriodKind = "weekly" if period == "weekly" else "monthly"
@@ -113,9 +157,10 @@ def report(
             raise typer.BadParameter(
                 f"{day!r} is not a YYYY-MM-DD date", param_hint="--for"
             ) from exc
-    client = connect(settings.clickhouse)
+    client = open_store(settings)
     try:
         migrate(client, settings.clickhouse.database)
+        target = _period_of_the_data(client, settings, kind, target)
         with console.status(f"building the {kind} report"):
             done = asyncio.run(
                 publish(settings, client, kind, period=target, formats=tuple(chosen),  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from clickhouse_connect.driver.client import Client
 from rich.console import Console
 
 from cli._context import settings_from
+from cli._errors import open_store, refuse_placeholder_secrets
 from cli.report import Published, publish
 from config.settings import Settings
 from reporting._period import Period, PeriodKind
@@ -147,7 +148,7 @@ def scheduler(ctx: typer.Context) -> None:
     reports.monthly_cron, in reports.timezone) until stopped with Ctrl-C or SIGTERM.
     A report missed while the scheduler was down is sent on start (within
     reports.misfire_grace_s); a report already sent is never sent twice."""
-    from sinks.clickhouse import connect, migrate
+    from sinks.clickhouse import migrate
 
     settings = settings_from(ctx)
     try:
@@ -157,7 +158,8 @@ def scheduler(ctx: typer.Context) -> None:
         raise typer.BadParameter(
             f"{exc}: check LEADSTREAM_REPORTS__TIMEZONE and the *_CRON settings"
         ) from exc
-    client = connect(settings.clickhouse)
+    refuse_placeholder_secrets(settings)
+    client = open_store(settings)
     try:
         migrate(client, settings.clickhouse.database)
         asyncio.run(_serve(settings, client))

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli._context import settings_from
+from cli._errors import EXIT_CONFIG, fail, refuse_placeholder_secrets, require_services
+from cli._logging import configure_logging
 from streaming import synthetic
 
 console = Console(stderr=True)
@@ -22,13 +24,36 @@ def worker(ctx: typer.Context) -> None:
 
     Stops cleanly on SIGTERM or Ctrl-C: the current batch is finished, offsets committed.
     """
+    from streaming.app import topic_layout
     from streaming.runtime import Runtime
+    from streaming.topic_guard import create_topics
 
     settings = settings_from(ctx)
     try:
+        settings.require_pii_key()
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    refuse_placeholder_secrets(settings)
+    require_services(settings, broker=True, redis=True)
+    # Faust creates only the last level of its folder; a fresh checkout has no var/.
+    settings.kafka.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
         runtime = Runtime(settings)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        fail(str(exc), EXIT_CONFIG)
+
+    async def own_logging() -> None:
+        # Faust's worker (mode) replaced the root log handlers with its own plain-text one
+        # when it started: its lines (faust, aiokafka) get ours again, JSON like the rest.
+        configure_logging(settings)
+
+    runtime.app.task(own_logging)
+    # Before Faust starts: it would have the broker create them with its default partitions.
+    asyncio.run(
+        create_topics(
+            settings.kafka.bootstrap, topic_layout(settings), settings.kafka.replication_factor
+        )
+    )
     runtime.run(settings.log_level)
 
 
@@ -46,7 +71,8 @@ def generate(
     anomaly: Annotated[
         list[str] | None,
         typer.Option(
-            help="inject an anomaly, KIND:CHANNEL[/CAMPAIGN]:START_DAY:DAYS:FACTOR, e.g."
+            # "\\[" keeps Rich (Typer's help renderer) from reading "[/CAMPAIGN]" as markup.
+            help="inject an anomaly, KIND:CHANNEL\\[/CAMPAIGN]:START_DAY:DAYS:FACTOR, e.g."
             " volume_drop:paid_search:30:2:0.1 (repeatable; kinds: volume_spike, volume_drop,"
             " conversion_drop, conversion_surge, cpl_spike)",
             show_default=False,
@@ -82,6 +108,8 @@ def generate(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     channels = synthetic.ChannelTruth() if journeys and truth is not None else None
+    if jsonl is None and csv_dir is None:
+        require_services(settings, broker=True)
     with synthetic.truth_writer(truth) as record_truth:
         events = _then(synthetic.generate(cfg, truth=record_truth, channel_truth=channels),
                        lambda: channels.write(truth.with_suffix(".channels.json"))

@@ -22,7 +22,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config._sources import SecretlessDotEnv, is_placeholder
+
 STAGES: tuple[str, ...] = ("mql", "sql", "opportunity", "won", "lost")
+
+
+#: How to make a real secret; every message about a missing or placeholder secret ends with it.
+HOW_TO_MAKE_A_KEY = (
+    "make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` and export it"
+)
 
 
 class _Section(BaseModel):
@@ -478,7 +486,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        # Secrets never come from .env (DESIGN.md): only the environment or the secrets dir.
+        dotenv = SecretlessDotEnv(settings_cls, dotenv_settings)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv]
         toml_file = os.environ.get("LEADSTREAM_CONFIG_FILE")
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
@@ -503,10 +513,15 @@ class Settings(BaseSettings):
         """The PII hashing key as bytes, or a ValueError that names the fix."""
         if self.pii_hash_key is None or not self.pii_hash_key.get_secret_value():
             raise ValueError(
-                "no PII hashing key: set LEADSTREAM_PII_HASH_KEY (at least 16 characters) "
-                "in the environment or a secrets file"
+                "no PII hashing key: set LEADSTREAM_PII_HASH_KEY (at least 16 characters) in the "
+                f"environment or a secrets file, never .env; {HOW_TO_MAKE_A_KEY}"
             )
         key = self.pii_hash_key.get_secret_value()
+        if is_placeholder(key):
+            raise ValueError(
+                "LEADSTREAM_PII_HASH_KEY is the public placeholder from .env.example; "
+                f"{HOW_TO_MAKE_A_KEY}"
+            )
         if len(key) < 16:
             raise ValueError("LEADSTREAM_PII_HASH_KEY must have at least 16 characters")
         return key.encode()

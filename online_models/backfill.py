@@ -28,8 +28,9 @@ import pandas as pd
 from online_models.bundle import ModelBundle
 from online_models.evaluation import backfill, history_size
 from online_models.features import lead_features
+from online_models.labels import labels
 from online_models.prequential import ClassificationMetrics
-from online_models.tables import labelled, labels, require_columns, time_ordered
+from online_models.tables import labelled, require_columns, time_ordered
 
 
 @dataclass(frozen=True)
@@ -133,4 +134,3 @@ def validation_rows(bundle: ModelBundle, result: BackfillResult, at: Any) -> lis
                    bundle.version, "backfill", at, values)
         for name, values in result.validation.items()
     ]  # fmt: skip
-

@@ -470,26 +470,37 @@ _LABELS: dict[str, str] = {
 }
 
 
+#: How a feature reads with the lead's own value (a count, as the lead gave it).
+_WITH_VALUE: dict[str, str] = {
+    "pages_viewed": "{} pages viewed",
+    "pricing_page_visits": "{} pricing-page visits",
+    "email_opens": "{} e-mail opens",
+    "email_clicks": "{} e-mail clicks",
+}
+
+
 def reason(c: Contribution, raw: dict[str, Any] | None = None) -> dict[str, Any]:
     """A contribution as a record with a sentence sales can read.
 
     >>> reason(Contribution("channel=paid_search", 1.0, 0.42))["text"]
-    'channel is paid_search: raises the score'
+    'channel is paid search: raises the score'
     >>> reason(Contribution("pricing_page_visits", 1.386, 0.3), {"pricing_page_visits": 3})["text"]
-    'pricing-page visits: 3: raises the score'
+    '3 pricing-page visits: raises the score'
+    >>> reason(Contribution("log_company_size", 5.53, -0.2))["text"]  # never the logarithm
+    'company size: lowers the score'
     """
     effect = "raises the score" if c.contribution > 0 else "lowers the score"
     if "=" in c.feature:
         name, value = c.feature.split("=", 1)
-        text = f"{name.replace('_', ' ')} is {value}: {effect}"
+        text = f"{name.replace('_', ' ')} is {value.replace('_', ' ')}: {effect}"
     else:
         label = _LABELS.get(c.feature, c.feature.removeprefix("eng_").replace("_", " "))
         shown = (raw or {}).get(c.feature)
-        text = (
-            f"{label}: {shown}: {effect}"
-            if shown not in (None, True, False)
-            else f"{label}: {effect}"
-        )
+        if shown in (None, True, False):
+            text = f"{label}: {effect}"
+        else:
+            template = _WITH_VALUE.get(c.feature, label + " {}")
+            text = f"{template.format(shown)}: {effect}"
     return {
         "feature": c.feature,
         "value": round(c.value, 4),

@@ -20,15 +20,12 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, NamedTuple, cast
 
 import pandas as pd
 
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "converted", "won", "positive", "closed_won"})
-_FALSE = frozenset({
-    "0", "false", "f", "no", "n", "not_converted", "unconverted", "lost", "negative",
-    "closed_lost",
-})  # fmt: skip
+from online_models.labels import is_missing, labels
+
 _OPENERS: dict[str, Callable[..., IO[str]]] = {
     ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open,
 }  # fmt: skip
@@ -68,7 +65,31 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
         except UnicodeDecodeError:
             continue
+        except pd.errors.EmptyDataError as exc:
+            raise ValueError(f"{path} is empty: expected a header line and rows") from exc
+        except pd.errors.ParserError as exc:
+            raise ValueError(_csv_problem(path, sep, str(exc))) from exc
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _csv_problem(path: Path, sep: str, message: str) -> str:
+    """pandas' tokenizer error said with the file, the line and what was expected.
+
+    >>> _csv_problem(Path("a.csv"), ",", "Error tokenizing data. C error: Expected 3 fields in line 5, saw 4")
+    "a.csv line 5: 4 values where the header has 3 (separator ','); quote values that contain the separator"
+    """
+    found = _FIELDS.search(message)
+    if found:
+        want, line, saw = found.groups()
+        return (
+            f"{path} line {line}: {saw} values where the header has {want} (separator "
+            f"{sep!r}); quote values that contain the separator"
+        )
+    detail = message.removeprefix("Error tokenizing data. ").removeprefix("C error: ")
+    return f"{path} is not a CSV file that can be read: {detail.strip()}"
 
 
 def _separator(f: IO[str]) -> str:
@@ -321,22 +342,6 @@ def epoch_unit(values: pd.Series) -> str | None:
     return None
 
 
-def _word(value: Any) -> str:
-    text = str(value).strip().lower()
-    return text if _is_number(text) else re.sub(r"[\s\-]+", "_", text)
-
-
-def _missing(value: Any) -> bool:
-    """None, NaN, NA, NaT or blank text."""
-    return (
-        value is None
-        or value is pd.NA
-        or value is pd.NaT
-        or (isinstance(value, float) and math.isnan(value))
-        or (isinstance(value, str) and not value.strip())
-    )
-
-
 def labelled(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
     """The rows whose label is given, and how many were left out for having none.
 
@@ -345,99 +350,8 @@ def labelled(frame: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int]:
     ([1, 0], 2)
     """
     require_columns(frame, (label,))
-    keep = [not _missing(v) for v in frame[label].tolist()]
+    keep = [not is_missing(v) for v in frame[label].tolist()]
     return frame[keep].reset_index(drop=True), len(keep) - sum(keep)
-
-
-def labels(values: Iterable[Any], column: str, positive: str | None = None) -> list[int]:
-    """0/1 labels from numbers (non-zero is 1) or words (yes/no, true/false, converted…).
-
-    With ``positive``, that value is 1 and every other is 0 (``2`` matches ``2.0``).
-    Without it, a column of two distinct values where only one is a known word (``won``
-    and ``open``) reads the other as its opposite; two numbers neither of which is 0
-    (``1`` and ``2``) are an error asking which one is the conversion, except ``1`` and
-    ``-1``, the usual pair of the ±1 convention.
-
-    >>> labels([1, 0, "yes", "No", True, 2.0, "1.0"], "y")
-    [1, 0, 1, 0, 1, 1, 1]
-    >>> labels([1, -1, "-1", -1.0], "y")
-    [1, 0, 0, 0]
-    >>> labels(["Converted", "Not Converted"], "y"), labels(["Won", "Open"], "y")
-    ([1, 0], [1, 0])
-    >>> labels(["hot", "cold", "hot"], "y", positive="Hot")
-    [1, 0, 1]
-    """
-    values = list(values)
-    if positive is not None:
-        wanted = _number_word(positive)
-        words = [_number_word(v) for v in values]
-        if wanted not in words:
-            raise ValueError(
-                f"label column {column!r} never has the value {positive!r}; "
-                f"its values are {_some(values)}"
-            )
-        return [int(w == wanted) for w in words]
-    seen = {_number_word(v) for v in values if not _missing(v)}
-    if seen == {"1", "-1"}:
-        return [int(_number_word(v) == "1") for v in values]
-    if len(seen) == 2 and all(_is_number(v) for v in seen) and "0" not in seen:
-        raise ValueError(
-            f"label column {column!r} has the values {_some(values)}: name the one that "
-            "counts as a conversion with --positive VALUE"
-        )
-    out: list[int | None] = [_known(v) for v in values]
-    unknown = {_word(v) for v, o in zip(values, out, strict=True) if o is None}
-    if unknown:
-        known = {_word(v): o for v, o in zip(values, out, strict=True) if o is not None}
-        if len(unknown) == 1 and len(set(known.values())) == 1:
-            opposite = 1 - next(iter(known.values()))
-            out = [opposite if o is None else o for o in out]
-        else:
-            raise ValueError(
-                f"label column {column!r} has the values {_some(values)}: use 0/1, true/false "
-                "or yes/no, or name the positive value with --positive VALUE"
-            )
-    return [int(o) for o in out if o is not None]
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
-
-
-def _number_word(v: Any) -> str:
-    """A value's word, numbers written the same way whatever their type (``2``, ``2.0``)."""
-    word = _word(v)
-    if isinstance(v, bool) or not _is_number(word):
-        return word
-    number = float(word)
-    return str(int(number)) if number.is_integer() else repr(number)
-
-
-def _known(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int | float) and not _missing(v):
-        return int(v != 0)
-    word = _word(v)
-    if word in _TRUE:
-        return 1
-    if word in _FALSE:
-        return 0
-    try:
-        number = float(word)
-    except ValueError:
-        return None
-    return None if math.isnan(number) else int(number != 0)
-
-
-def _some(values: Sequence[Any], most: int = 5) -> str:
-    distinct = list(dict.fromkeys(map(str, values)))
-    shown = ", ".join(repr(v) for v in distinct[:most])
-    return shown + (f" and {len(distinct) - most} more" if len(distinct) > most else "")
 
 
 class Prepared(NamedTuple):
@@ -514,12 +428,12 @@ def rows_to_features(frame: pd.DataFrame, schema: TableSchema) -> list[dict[str,
             v = col[i]
             if not math.isnan(v) and not math.isinf(v):
                 x[c] = v
-            elif _missing(raw[i]) or math.isinf(v):
+            elif is_missing(raw[i]) or math.isinf(v):
                 x[f"{c}__missing"] = 1.0
             else:
                 x[f"{c}={str(raw[i]).strip()}"] = 1.0
         for c, col in categorical.items():
             v = col[i]
-            x[f"{c}={'__missing__' if _missing(v) else str(v).strip()}"] = 1.0
+            x[f"{c}={'__missing__' if is_missing(v) else str(v).strip()}"] = 1.0
         out.append(x)
     return out

@@ -164,6 +164,12 @@ ANOMALY_SCOPE = (
     "({channel:String}, {campaign_id:String}))"
 )
 
+# The first and last day with leads, in event time (count 0: no data, and no days).
+DATA_SPAN = """
+    SELECT min(day), max(day), count()
+    FROM {db:Identifier}.leads_daily
+    WHERE dim = 'all'"""
+
 MODEL_HEALTH = """
     SELECT recorded_at, model_name, role, model_version, scope, examples, positives,
            auc, logloss, brier, precision, recall, f1

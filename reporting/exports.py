@@ -18,6 +18,7 @@ from typing import Any, Literal
 import jinja2
 import xlsxwriter
 
+from reporting.labels import keep_money_together
 from reporting.report import Report
 
 __all__ = ["FORMATS", "Format", "export", "render_html"]
@@ -36,21 +37,29 @@ _KPI_CARDS = (
 def _cell(value: Any, kind: str, currency: str = "") -> str:
     """A value as the HTML shows it.
 
+    Money keeps its currency and amount together (a no-break space between them).
+
     >>> _cell(1234.5, "money", "USD"), _cell(0.1234, "pct"), _cell(None, "int"), _cell(3, "int")
-    ('USD 1,234.50', '12.3%', '–', '3')
+    ('USD\xa01,234.50', '12.3%', '–', '3')
+    >>> _cell(12345, "ratio"), _cell(-2023.6, "money", "USD")
+    ('12,345', '−USD\xa02,023.60')
     """
     if value is None:
         return "–"
     if kind == "money":
-        return f"{currency} {value:,.2f}"
+        sign = "−" if value < 0 else ""
+        return f"{sign}{currency}\u00a0{abs(value):,.2f}"
     if kind == "money0":
-        return f"{currency} {value:,.0f}"
+        sign = "−" if value < 0 else ""
+        return f"{sign}{currency}\u00a0{abs(value):,.0f}"
     if kind == "pct":
         return f"{value:.1%}"
     if kind == "int":
         return f"{value:,}"
     if kind == "ratio" and isinstance(value, float):
         return f"{value:,.2f}"
+    if kind == "ratio" and isinstance(value, int):
+        return f"{value:,}"
     return str(value)
 
 
@@ -66,6 +75,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["cell"] = _cell
     env.filters["change"] = _change
+    env.filters["money_together"] = keep_money_together
     return env
 
 

@@ -450,9 +450,24 @@ class Analytics:
         fields = list(AnomalyRow.model_fields)
         return [AnomalyRow(**dict(zip(fields, r, strict=True))) for r in rows]
 
+    def data_span(self) -> tuple[date, date] | None:
+        """The first and last day with leads (event time), or None when there are none."""
+        rows = self._rows(_sql.DATA_SPAN, {})
+        if not rows or not rows[0][2]:
+            return None
+        return rows[0][0], rows[0][1]
+
     def model_health(self, f: Filters, limit: int = 500) -> ModelHealth:
-        """Model metrics recorded in the period, newest first, and champion changes."""
+        """Model metrics recorded in the period, newest first, and champion changes.
+
+        The learner stamps its metrics with its own clock, not with event time. A
+        period that reaches the data's last day therefore also takes what was recorded
+        after it: the model as of that day (on replayed or generated history, all of it).
+        """
         params = {**_span(f), "limit": limit}
+        span = self.data_span()
+        if span is not None and f.end >= span[1]:
+            params["until"] = _OPEN_END
         cols = ("recorded_at", "model_name", "role", "model_version", "scope", "examples",
                 "positives", "auc", "logloss", "brier", "precision", "recall", "f1")  # fmt: skip
         metrics = [dict(zip(cols, r, strict=True)) for r in self._rows(_sql.MODEL_HEALTH, params)]
@@ -515,6 +530,10 @@ class Analytics:
             where="hour >= (SELECT max(hour) FROM {db:Identifier}.leads_hourly) - toIntervalHour({hours:UInt32})"
         )
         return [{"hour": h, "leads": int(n)} for h, n in self._rows(sql, {"hours": hours})]
+
+
+#: "No upper bound" for DateTime64 parameters (its range ends in 2299).
+_OPEN_END = datetime(2299, 1, 1, tzinfo=UTC)
 
 
 def _span(f: Filters) -> dict[str, datetime]:

@@ -22,6 +22,7 @@ from config.settings import Settings
 from reporting import _report_charts as charts
 from reporting._period import Period, PeriodKind
 from reporting.attribution import AttributionSection, attribution_section
+from reporting.labels import KPI_LABELS, segment_phrase, stage_label
 from reporting.queries import Analytics, AnomalyRow, Filters, Kpis, RoiRow
 from reporting.recommend import Recommendations, recommendations
 
@@ -104,10 +105,11 @@ def build_report(
         _model_story(model, period),
         _converting_story(converting),
         attribution.story if attribution else "",
-        recs.summary + "".join(" " + m.text for m in recs.moves[:3]),
+        # The moves themselves are listed once, under Recommendations.
+        recs.summary + (" Each move is listed under Recommendations." if recs.moves else ""),
     ]
     tables = _tables(
-        kpis, funnel.model_dump()["stages"], channels, campaigns, cohorts, anomalies, recs
+        kpis, funnel.model_dump()["stages"], channels, campaigns, cohorts, anomalies, recs, cur
     )
     if attribution:
         tables.append(_attribution_table(attribution))
@@ -126,7 +128,7 @@ def build_report(
             {"spend": [r.spend for r in channels], "revenue": [r.revenue for r in channels]},
         ),
         "funnel": charts.funnel(
-            "Funnel of this period's leads", [(s.stage, float(s.leads)) for s in funnel.stages]
+            "Funnel of this period's leads", [(stage_label(s.stage), float(s.leads)) for s in funnel.stages]
         ),
         "budget": charts.grouped_bars(
             f"Spend by channel next {period.noun} ({cur})", [str(c["channel"]) for c in recs.channels],
@@ -209,16 +211,24 @@ def _anomaly_story(rows: list[AnomalyRow], period: Period) -> str:
     worst = sorted(rows, key=lambda r: (r.severity != "critical", r.window_start))[0]
     return (
         f"{len(rows):,} anomalies were detected ({critical:,} critical); the most serious:"
-        f" {worst.description or worst.series}."
+        f" {(worst.description or worst.series).rstrip('.')}."
     )
 
 
 def _model_summary(analytics: Analytics, f: Filters) -> dict[str, Any]:
     health = analytics.model_health(f)
+    later = False
+    span = analytics.data_span()
+    if not health.metrics and span is not None and f.end < span[1]:
+        # The learner stamps its metrics with its own clock: on replayed or generated history
+        # none fall in a past period. The model as last recorded is then the one to describe.
+        health = analytics.model_health(Filters(start=f.start, end=span[1]))
+        later = True
     champion = [
         m for m in health.metrics if m.get("role") == "champion" and m.get("auc") is not None
     ]
-    out: dict[str, Any] = {"promotions": len(health.promotions), "metrics": len(health.metrics)}
+    out: dict[str, Any] = {"promotions": len(health.promotions), "metrics": len(health.metrics),
+                           "later": later}  # fmt: skip
     if champion:  # newest first
         out |= {"model": champion[0]["model_name"], "auc": float(champion[0]["auc"]),
                 "auc_start": float(champion[-1]["auc"]), "examples": int(champion[0]["examples"])}  # fmt: skip
@@ -228,9 +238,15 @@ def _model_summary(analytics: Analytics, f: Filters) -> dict[str, Any]:
 def _model_story(model: dict[str, Any], period: Period) -> str:
     if "auc" not in model:
         return f"No model quality metrics were recorded this {period.noun}."
+    if model["later"]:
+        return (
+            f"The scoring model ({model['model']}), as last recorded, ranks leads with an AUC of"
+            f" {model['auc']:.3f} (0.5 is chance), scored on each of its last"
+            f" {model['examples']:,} labelled leads before learning it."
+        )
     return (
         f"The scoring model ({model['model']}) ranks leads with an AUC of {model['auc']:.3f}"
-        f" ({model['auc_start']:.3f} at the start of the {period.noun}) over"
+        f" ({model['auc_start']:.3f} at the start of the {period.noun}; 0.5 is chance) over"
         f" {model['examples']:,} labelled examples; {model['promotions']:,} champion changes."
     )
 
@@ -248,7 +264,7 @@ def _converting(client: Client, settings: Settings, period: Period) -> list[str]
         return []
     best = [s for s in found.segments if s.significant and s.direction == "higher"][:3]
     return [
-        f"{' & '.join(f'{a}={b}' for a, b in zip(s.fields, s.values, strict=True))}"
+        f"{segment_phrase(s.fields, s.values)}"
         f" ({s.rate:.1%} convert, {s.lift:.2f}× the average of {found.base_rate:.1%})"
         for s in best
     ]
@@ -279,11 +295,22 @@ def _attribution_table(a: AttributionSection) -> Table:
 
 def _tables(
     k: Kpis, stages: list[dict[str, Any]], channels: list[RoiRow], campaigns: list[RoiRow],
-    cohorts: list[Any], anomalies: list[AnomalyRow], recs: Recommendations,
+    cohorts: list[Any], anomalies: list[AnomalyRow], recs: Recommendations, currency: str,
 ) -> list[Table]:  # fmt: skip
-    kpi_names = ("leads", "mql", "sql", "won", "revenue", "spend", "cpl", "cpa", "roas",
-                 "conversion_rate")  # fmt: skip
     cur, prev = k.current.model_dump(), k.previous.model_dump()
+
+    def kpi_row(name: str) -> list[Any]:
+        label, unit = KPI_LABELS[name]
+        # Rates in percent, as the unit column says ("% of new leads").
+        scale = 100.0 if name == "conversion_rate" else 1.0
+        counted = unit in ("leads", "deals")  # counts read as whole numbers
+
+        def shown(v: float | None) -> float | int | None:
+            return None if v is None else int(v) if counted else round(v * scale, 2)
+
+        return [label, unit.format(currency=currency), shown(cur[name]), shown(prev[name]),
+                k.change.get(name)]  # fmt: skip
+
     roi_cols = [Column(key="key", label="name"), Column(key="leads", label="leads", kind="int"),
                 Column(key="sql", label="SQLs", kind="int"), Column(key="won", label="won", kind="int"),
                 Column(key="revenue", label="revenue", kind="money"),
@@ -295,15 +322,16 @@ def _tables(
 
     return [
         Table(name="kpis", title="Key indicators", columns=[
-            Column(key="indicator", label="indicator"), Column(key="current", label="this period", kind="ratio"),
+            Column(key="indicator", label="indicator"), Column(key="unit", label="unit"),
+            Column(key="current", label="this period", kind="ratio"),
             Column(key="previous", label="previous period", kind="ratio"),
             Column(key="change", label="change", kind="pct")],
-            rows=[[n, cur[n], prev[n], k.change.get(n)] for n in kpi_names]),
+            rows=[kpi_row(n) for n in KPI_LABELS]),
         Table(name="funnel", title="Funnel", columns=[
             Column(key="stage", label="stage"), Column(key="leads", label="leads", kind="int"),
             Column(key="rate_from_previous", label="rate from previous stage", kind="pct"),
             Column(key="median_days_from_previous", label="median days from previous stage", kind="ratio")],
-            rows=[[s["stage"], s["leads"], s["rate_from_previous"], s["median_days_from_previous"]] for s in stages]),
+            rows=[[stage_label(s["stage"]), s["leads"], s["rate_from_previous"], s["median_days_from_previous"]] for s in stages]),
         Table(name="channels", title="Return by channel", columns=roi_cols, rows=roi(channels)),
         Table(name="campaigns", title="Return by campaign", columns=roi_cols, rows=roi(campaigns)),
         Table(name="cohorts", title="Weekly cohorts (last 12 weeks)", columns=[
@@ -325,6 +353,6 @@ def _tables(
             Column(key="series", label="series"), Column(key="severity", label="severity"),
             Column(key="value", label="value", kind="ratio"), Column(key="expected", label="expected", kind="ratio"),
             Column(key="description", label="description")],
-            rows=[[a.window_start.date(), a.kind, a.series, a.severity, a.value, a.expected, a.description]
+            rows=[[a.window_start.date(), a.kind.replace("_", " "), a.series, a.severity, a.value, a.expected, a.description]
                   for a in anomalies]),
     ]  # fmt: skip

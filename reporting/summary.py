@@ -41,6 +41,13 @@ _QUERIES: dict[str, str] = {
                ifNull(w.won, 0), ifNull(w.revenue, 0)
         FROM l LEFT JOIN s ON l.channel = s.channel LEFT JOIN w ON l.channel = w.channel
         ORDER BY spend DESC, l.channel""",
+    # The champion's own test-then-train metrics over the learner's rolling window, as last
+    # recorded (the newest version's row).
+    "champion": """
+        SELECT model_name, examples, auc
+        FROM {db}.model_metrics FINAL
+        WHERE role = 'champion' AND scope = 'rolling' AND auc IS NOT NULL
+        ORDER BY model_version DESC, recorded_at DESC LIMIT 1""",
 }
 
 
@@ -55,7 +62,12 @@ class RunSummary:
     model_version: int = 0
     examples: int = 0
     positives: int = 0
+    #: ROC AUC of the scores published at arrival (cold-start scores included).
     auc: float = float("nan")
+    #: The champion, and its test-then-train ROC AUC over the learner's rolling window.
+    champion: str = ""
+    champion_examples: int = 0
+    champion_auc: float = float("nan")
     channels: list[tuple[str, int, float, float, int, float]] = field(default_factory=list)
 
     def total(self, kind: str) -> int:
@@ -78,6 +90,8 @@ def run_summary(client: Client, database: str) -> RunSummary:
     out.model_version = int(scored[5] or 0)
     examples, positives, auc = rows("learning")[0]
     out.examples, out.positives, out.auc = int(examples), int(positives or 0), float(auc)
+    for name, n, area in rows("champion"):
+        out.champion, out.champion_examples, out.champion_auc = str(name), int(n), float(area)
     out.channels = [
         (str(c), int(n), float(s), float(cpl), int(w), float(r))
         for c, n, s, cpl, w, r in rows("channels")

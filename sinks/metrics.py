@@ -100,8 +100,14 @@ class Metrics:
                 "labels_unmatched",
                 "Conversions that found no scored lead to label, by reason",
                 ["reason"], namespace=namespace, registry=registry),
+            # Not the learner's AUC (model_prequential): the scores sales tools received, each
+            # from the model version live when its lead arrived, cold-start scores included.
             model_auc=Gauge(
-                "model_roc_auc", "Prequential ROC AUC of published scores against their outcomes",
+                "published_scores_roc_auc",
+                "ROC AUC of the scores published on leads.scored against the outcomes, over every"
+                " labelled lead since the learner started (cold-start scores included; 0.5 is"
+                " chance, 1 ranks every converter first). The learner's own test-then-train AUC"
+                " of each model is leadstream_model_prequential{metric=\"auc\"}",
                 namespace=namespace, registry=registry),
             anomalies=Counter(
                 "anomalies", "Anomalies and drift reported (after the cool-down), by kind and severity",
@@ -130,8 +136,10 @@ class Metrics:
                 "anomaly_errors", "Failures of the advisory anomaly detection, by stage", ["stage"],
                 namespace=namespace, registry=registry),
             model_quality=Gauge(
-                "model_prequential", "Prequential metrics of each conversion model on the learner"
-                " (auc, logloss, brier, precision, recall, f1), by model and scope (rolling, overall)",
+                "model_prequential", "Test-then-train metrics of each conversion model on the"
+                " learner: every labelled example is scored before it is learned (auc: 0.5 is"
+                " chance; logloss, brier: lower is better; precision, recall, f1 at the threshold),"
+                " by model and scope (rolling: the last models.metrics_window examples; overall)",
                 ["model", "scope", "metric"], namespace=namespace, registry=registry),
             revenue_quality=Gauge(
                 "revenue_prequential", "Prequential metrics of the revenue model (rmse, mae, r2),"

@@ -47,6 +47,37 @@ log = structlog.get_logger(__name__)
 _REQUEST_TIMEOUT_MS = 10_000
 
 
+async def create_topics(bootstrap: str, layout: Mapping[str, int], replication: int) -> list[str]:
+    """Create the topics of ``layout`` the broker lacks, with their partitions; return them.
+
+    Call it before the worker starts. Otherwise the first client to name a missing topic
+    in a metadata request (Faust's consumer, the producer) has the broker create it with
+    the broker's default partitions: ``training.examples`` then gets 4, not its one.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(bootstrap), request_timeout_ms=_REQUEST_TIMEOUT_MS
+    )
+    await admin.start()
+    try:
+        missing = {t: n for t, n in layout.items() if t not in set(await admin.list_topics())}
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [NewTopic(t, n, replication) for t, n in missing.items()]
+        )
+        failed = {
+            topic: code
+            for topic, code, *_ in response.topic_errors
+            if code not in (0, TopicAlreadyExistsError.errno)
+        }
+        log.info("broker.topics_created", partitions=missing, failed=failed or None)
+        if failed:
+            raise KafkaError(f"the broker refused to create topics: {failed}")
+        return list(missing)
+    finally:
+        await admin.close()
+
+
 class BrokerStateLost(RuntimeError):
     """The broker no longer has the sentinel topic it had: it lost every topic and offset."""
 
@@ -167,7 +198,10 @@ class TopicGuard:
                 # Created by someone else first, e.g. by a broker that auto-creates topics.
                 self._warned.add(topic)
                 log.warning("broker.topic_partitions_differ", topic=topic,
-                            partitions=len(found), configured=configured)  # fmt: skip
+                            partitions=len(found), configured=configured,
+                            hint="the topic existed before this worker created it (a broker"
+                            " that creates topics on first use); recreate it with"
+                            f" {configured} partition(s), or name a new topic")  # fmt: skip
 
     async def _create(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
         layout = {t: self.partitions.get(t, 1) for t in topics}
@@ -180,6 +214,7 @@ class TopicGuard:
                 self.created.labels(topic=topic).inc()
             elif code != TopicAlreadyExistsError.errno:  # created meanwhile by someone else
                 failed[topic] = (code, detail)
-        log.warning("broker.topics_created", partitions=layout, failed=failed or None)
+        # Creating topics is what a first start does: information, not a warning.
+        log.info("broker.topics_created", partitions=layout, failed=failed or None)
         if failed:
             raise KafkaError(f"the broker refused to create topics: {failed}")

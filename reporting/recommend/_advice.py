@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from config.settings import Settings
 from reporting._period import Period
+from reporting.labels import segment_phrase
 from reporting.recommend._allocate import Guardrails, allocate
 from reporting.recommend._data import weekly_cohorts
 from reporting.recommend._model import CampaignPosterior, fit
@@ -337,7 +338,7 @@ def _segments(client: Client, settings: Settings, period: Period) -> list[Segmen
     chosen = [s for s in found.segments if s.significant]
     for direction, verb in (("higher", "Target"), ("lower", "Spend less on")):
         for s in [s for s in chosen if s.direction == direction][:3]:
-            name = " & ".join(f"{f}={v}" for f, v in zip(s.fields, s.values, strict=True))
+            name = segment_phrase(s.fields, s.values)
             text = (
                 f"{verb} {name}: {s.rate:.1%} of these leads convert (95% interval"
                 f" {s.rate_low:.1%}–{s.rate_high:.1%}), {s.lift:.2f}× the average of"

@@ -96,3 +96,20 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(ValidationError):
         s.log_level = "debug"  # type: ignore[misc]
+
+
+def test_dotenv_sets_settings_but_never_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(
+        "LEADSTREAM_API__PORT=1234\nLEADSTREAM_API__TOKEN=a-token-in-dotenv-0123\n"
+        "LEADSTREAM_PII_HASH_KEY=a-key-in-dotenv-0123456\nLEADSTREAM_SMTP__PASSWORD=pw\n"
+    )
+    s = load_settings()
+    assert s.api.port == 1234  # .env is read
+    assert s.api.token is None and s.pii_hash_key is None and s.smtp.password is None
+    with pytest.raises(ValueError, match=r"in the environment or a secrets file, never \.env"):
+        s.require_pii_key()
+    monkeypatch.setenv("LEADSTREAM_PII_HASH_KEY", "change-me-pii-hash-key-at-least-16-characters")
+    with pytest.raises(ValueError, match=r"public placeholder from \.env\.example; make one with"):
+        load_settings().require_pii_key()

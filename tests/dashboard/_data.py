@@ -87,7 +87,7 @@ def load(client: Client) -> Expected:
                 "score": score, "band": band(score), "expected_value": round(score * 9000, 2),
                 "model_version": 1,
                 "reasons": orjson.dumps([{"feature": "pricing_page_visits", "value": 2.0,
-                                          "contribution": 0.4, "text": "pricing-page visits: 2: raises the score"}]).decode(),
+                                          "contribution": 0.4, "text": "2 pricing-page visits: raises the score"}]).decode(),
             }))  # fmt: skip
             if ev["event_type"] == "lead_created":
                 channel_of[a.key] = ev["channel"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server(
-    redis_url: str, loaded: Loaded, private_chdb: Client
+@contextmanager
+def serving(
+    redis_url: str, loaded: Loaded, client: Client, name: str, refresh_s: float = 1
 ) -> Iterator[tuple[ServerThread, Built]]:
+    """The app on ``client`` in a uvicorn thread; its Redis cache keys removed afterwards."""
     settings = Settings(
-        redis={"url": redis_url, "key_prefix": f"dash-browser-{loaded.path.parent.name}"},
+        redis={"url": redis_url, "key_prefix": f"{name}-{loaded.path.parent.name}"},
         clickhouse={"chdb_path": loaded.path},
-        api={"auth_enabled": False, "refresh_s": 1, "watermark_every_s": 0},
+        api={"auth_enabled": False, "refresh_s": refresh_s, "watermark_every_s": 0},
     )
-    built = build_app(settings, private_chdb)
+    built = build_app(settings, client)
     thread = serve_in_thread(built.app, "127.0.0.1", free_port())
     yield thread, built
     thread.stop()
@@ -47,6 +49,14 @@ def server(
     keys = list(built.cache.client.scan_iter(f"{settings.redis.key_prefix}:*", count=10000))
     if keys:
         built.cache.client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def server(
+    redis_url: str, loaded: Loaded, private_chdb: Client
+) -> Iterator[tuple[ServerThread, Built]]:
+    with serving(redis_url, loaded, private_chdb, "dash-browser") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,34 @@ async def test_without_a_learner_the_command_publishes_itself(
     restarted = r.pipeline()
     await restarted.learn(as_messages(examples(10, seed=5)))
     assert restarted.learning is not None and restarted.learning.champion == "hoeffding"
+
+
+async def test_the_list_at_80_columns_keeps_every_name_whole_and_says_what_auc_means(
+    rig: Any,
+) -> None:
+    long_name = "logistic:optimizer=sgd,learning_rate=0.01"
+    r = rig(challengers=(long_name, "hoeffding"), promote_min_examples=100000)
+    pipeline = r.pipeline()
+    await pipeline.learn(as_messages(examples(300, seed=6)))
+    await pipeline.publish()
+    from typer.testing import CliRunner
+
+    from cli.models import models_app
+
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, models_app, ["list"], obj=r.settings, env={"COLUMNS": "80"}
+    )
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, shown.stdout
+    # Each name whole on one line, as `models promote NAME` needs it.
+    for name in ("logistic", "hoeffding", long_name):
+        assert any(line.split()[:1] == [name] for line in lines if line.strip()), name
+    said = " ".join(shown.stdout.split())
+    assert "test-then-train" in said and "0.5 is chance" in said
+    assert "Scores published so far: ROC AUC" in said and "cold-start" in said
+    listed = await asyncio.to_thread(
+        CliRunner().invoke, models_app, ["list", "--json"], obj=r.settings
+    )
+    published = json.loads(listed.stdout)["published_scores"]
+    assert published["overall"]["examples"] == 300

@@ -24,7 +24,8 @@ from online_models.evaluation import (
     auc,
     evaluate,
 )
-from online_models.tables import infer_schema, labels
+from online_models.labels import labels
+from online_models.tables import infer_schema
 from tests.online_models._cli import cli_evaluate
 
 

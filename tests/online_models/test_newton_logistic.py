@@ -270,7 +270,8 @@ def test_selection_bends_a_number_whose_effect_has_a_sweet_spot_and_explains_it_
 
 def test_a_richer_encoding_that_wins_the_folds_by_luck_is_not_chosen() -> None:
     from cli._bench_evaluate import numeric_wide
-    from online_models.tables import infer_schema, labels, rows_to_features
+    from online_models.labels import labels
+    from online_models.tables import infer_schema, rows_to_features
 
     # Linear in the raw values by construction; on this history the folds happen to
     # favour logs with hinges, by less than a standard error.

@@ -18,12 +18,12 @@ from cli._bench_evaluate import mixed, sklearn_baseline
 from online_models.backfill import train
 from online_models.bundle import ModelBundle
 from online_models.evaluation import evaluate
+from online_models.labels import labels
 from online_models.tables import (
     TableSchema,
     infer_schema,
     is_numeric,
     labelled,
-    labels,
     numbers,
     read_table,
     rows_to_features,
@@ -79,7 +79,7 @@ def test_a_label_without_known_words_needs_positive_and_the_error_says_so(tmp_pa
 def test_label_words() -> None:
     assert labels(["Closed Won", "closed-lost", "Won"], "y") == [1, 0, 1]
     assert labels(["Won", "Open", "open"], "y") == [1, 0, 0]  # the unknown word is the other class
-    assert labels(["1.0", "0.0", 0.0, "2"], "y") == [1, 0, 0, 1]
+    assert labels(["1.0", "0.0", 0.0, "1"], "y") == [1, 0, 0, 1]
     with pytest.raises(ValueError, match="--positive"):
         labels(["a", "b", "c"], "y")
     with pytest.raises(ValueError, match="--positive"):
@@ -87,7 +87,13 @@ def test_label_words() -> None:
     with pytest.raises(ValueError, match="'1', '2': name the one that counts as a conversion"):
         labels([1, 2, 2, 1], "y")  # 1 and 2 (as in some public sets): which one converted?
     assert labels([1.0, 2.0, 2.0], "y", positive="2") == [0, 1, 1]
-    assert labels([0, 1, 3, 0], "y") == [0, 1, 1, 0]  # a count of conversions: non-zero is 1
+    # A count (of visits, or of conversions) is not a label: which value counts is asked for.
+    with pytest.raises(ValueError, match=r"3 different numbers \(0 to 3\), not two: .*'>=N'"):
+        labels([0, 1, 3, 0], "y")
+    assert labels([0, 1, 3, 0], "y", positive=">=1") == [0, 1, 1, 0]
+    assert labels([0, 1, 3, 0], "y", positive=">1") == [0, 0, 1, 0]
+    with pytest.raises(ValueError, match="choose another threshold"):
+        labels([0, 1, 3, 0], "y", positive=">=4")
     assert labels([1, -1, -1], "y") == [1, 0, 0]  # the ±1 convention: -1 did not convert
     assert labels(["-1", "1"], "y") == labels([-1.0, 1.0], "y") == [0, 1]
     frame, dropped = labelled(pd.DataFrame({"y": ["yes", "", None, "no", np.nan]}), "y")

@@ -31,7 +31,7 @@ def test_report_command_writes_the_chosen_formats(env: None, tmp_path: Path) -> 
     with (folder / f"leadstream-{PERIOD.key}-kpis.csv").open() as fh:
         rows = {r["indicator"]: r for r in csv.DictReader(fh)}
     html = (folder / f"leadstream-{PERIOD.key}.html").read_text()
-    assert f"{int(rows['leads']['current']):,} new leads arrived" in html
+    assert f"{int(rows['New leads']['current']):,} new leads arrived" in html
 
 
 def _said(output: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 from pypdf import PdfReader
 
 from reporting._period import Period
+from reporting.labels import keep_money_together
 from tests.reports.conftest import AUC_END, AUC_START, PERIOD, Store
 
 
@@ -134,7 +135,9 @@ def test_anomaly_and_model_sentences_match_the_stored_rows(store: Store) -> None
         "2 anomalies were detected (1 critical); the most serious: paid_social leads 3.0x" in story
     )
     m = re.search(
-        r"AUC of ([\d.]+) \(([\d.]+) at the start of the week\) over ([\d,]+) labelled", story
+        r"AUC of ([\d.]+) \(([\d.]+) at the start of the week; 0.5 is chance\) over ([\d,]+)"
+        r" labelled",
+        story,
     )
     assert m and (_num(m[1]), _num(m[2]), _num(m[3])) == (AUC_END, AUC_START, 2500)
 
@@ -187,9 +190,8 @@ def test_pdf_has_the_summary_and_renders(store: Store) -> None:
 def test_html_is_self_contained_with_charts(store: Store) -> None:
     html = next(p for p in store.files if p.suffix == ".html").read_text()
     assert html.count("<svg") == 4 and "<script" not in html
-    assert (
-        store.report.summary[0].replace("–", "&ndash;") in html or store.report.summary[0] in html
-    )
+    shown = keep_money_together(store.report.summary[0], "USD")  # no break inside "USD 12"
+    assert shown.replace("–", "&ndash;") in html or shown in html
 
 
 def test_workbook_has_typed_sheets(store: Store) -> None:
@@ -226,3 +228,34 @@ def test_csv_one_file_per_table(store: Store) -> None:
                     assert float(g) == pytest.approx(float(w))
                 else:
                     assert g == (w.isoformat() if isinstance(w, date) else str(w))
+
+
+def _blocks(html: str) -> list[str]:
+    """The text of every paragraph and list item, whitespace (no-break spaces too) folded."""
+    found = re.findall(r"<(p|li)\b[^>]*>(.*?)</\1>", html, re.S)
+    return [" ".join(re.sub(r"<[^>]+>", " ", body).split()) for _, body in found]
+
+
+def test_no_paragraph_twice_and_every_label_reads_as_words(store: Store) -> None:
+    html = next(p for p in store.files if p.suffix == ".html").read_text()
+    blocks = [b for b in _blocks(html) if len(b) > 30]
+    assert len(blocks) >= 8
+    assert len(blocks) == len(set(blocks)), [b for b in blocks if blocks.count(b) > 1]
+    for a in blocks:  # not repeated inside another either (a move inside the summary)
+        assert not [b for b in blocks if b != a and a in b], a
+    kpis = next(t for t in store.report.tables if t.name == "kpis")
+    labels = [row[0] for row in kpis.rows]
+    assert "Cost per lead" in labels and "SQL rate" in labels
+    for row in kpis.rows:
+        assert re.fullmatch(r"([A-Z][a-z]+|SQL)( [a-z]+| MQL| SQL)*", row[0]), row[0]
+        assert row[1], f"{row[0]} has no unit"
+    rate = next(r for r in kpis.rows if r[0] == "SQL rate")
+    assert rate[1] == "% of new leads" and 1 < rate[2] < 100  # in percent, as labelled
+    stages = [row[0] for row in next(t for t in store.report.tables if t.name == "funnel").rows]
+    assert stages[:3] == ["New leads", "MQL", "SQL"]
+    for table in store.report.tables:
+        for column in table.columns:
+            assert "_" not in column.label, (table.name, column.label)
+    # Money never breaks between its currency and its amount.
+    assert not re.search(r"USD \d", html) and re.search("USD\u00a0\\d", html)
+    assert "=yes" not in html and "=no" not in html

@@ -31,8 +31,8 @@ from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from sinks.clickhouse import connect, migrate, write_with_retry
-from sinks.row_stream import TopicRows, decode
 from sinks.metrics import Metrics
+from sinks.row_stream import TopicRows, decode
 from sinks.rows import COLUMNS
 from streaming.pipeline import Message
 from streaming.runtime import build_pipeline, table_sinks

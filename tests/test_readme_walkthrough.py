@@ -1,0 +1,120 @@
+"""The README's "Run it for real" block, run as written: services, keys, worker, generator,
+report, and the dashboard through the login URL that `serve` prints.
+
+The block runs in bash, in a folder of its own, with `leadstream` on the PATH. Only what
+isolates this run from others sharing the services is added to its environment (topic
+names, consumer group, Redis prefix, chDB folder, ports). The session's services are shared,
+so `leadstream services up` is run as `leadstream services status`, which fails unless all
+four are up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Services
+from tests.integration._worker import WorkerRun, free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def walkthrough() -> list[str]:
+    """The commands of the README block marked ``walkthrough``, one per line."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"<!-- walkthrough:[^>]*-->\n```sh\n(.*?)\n```", text, re.S)
+    assert found, "README.md lost its walkthrough block"
+    return found[1].splitlines()
+
+
+def _shim(folder: Path) -> Path:
+    """A `leadstream` command on the PATH, as the console script would be."""
+    folder.mkdir()
+    path = folder / "leadstream"
+    path.write_text(
+        "#!/bin/sh\n"
+        "# The services are the session's: check them instead of starting them.\n"
+        'if [ "$1" = services ] && [ "$2" = up ]; then set -- services status; fi\n'
+        f'exec {sys.executable} -m cli.main "$@"\n'
+    )
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return folder
+
+
+def test_the_run_it_for_real_block_works_as_written(
+    services: Services, run_id: str, tmp_path: Path
+) -> None:
+    lines = walkthrough()
+    serve_at = next(i for i, line in enumerate(lines) if line.startswith("leadstream serve"))
+    assert serve_at == len(lines) - 1, "serve runs until stopped: the block ends with it"
+    work = tmp_path / "work"
+    work.mkdir()
+    run = WorkerRun(run_id=run_id, broker_url=services.broker_url,
+                    redis_url=services.redis_url, tmp=tmp_path)  # fmt: skip
+    env = {k: v for k, v in run.env().items() if k != "LEADSTREAM_PII_HASH_KEY"}
+    env.pop("LEADSTREAM_LOG_LEVEL")
+    api_port = free_port()
+    env |= {
+        "PATH": f"{_shim(tmp_path / 'bin')}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "LEADSTREAM_SERVICES__RUN_DIR": str(services.run_dir),
+        "LEADSTREAM_API__PORT": str(api_port),
+    }
+    script = "set -eu\n" + "\n".join(lines[:serve_at]) + '\necho "$LEADSTREAM_API__TOKEN"\n'
+    started = time.monotonic()
+    out = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
+                         text=True, timeout=240, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    worker_log = (work / "worker.log").read_text()
+    assert "Traceback" not in out.stderr + worker_log
+    # One format: every line the worker wrote is a JSON object (Faust's own lines too).
+    assert all(line.startswith("{") for line in worker_log.splitlines() if line.strip())
+    records = [json.loads(line) for line in worker_log.splitlines() if line.strip()]
+    assert not [r for r in records if r.get("level") != "info" and r["event"].startswith("broker.")]
+    token = out.stdout.strip().splitlines()[-1]
+    assert len(token) >= 32
+    # The report covers the last complete week of the generated data and found its leads.
+    assert "reporting on week" in out.stderr and "no leads in" not in out.stderr
+    html = next((work / "var" / "reports").glob("weekly-*/*.html")).read_text()
+    leads = re.search(r"([\d,]+) new leads arrived", html)
+    assert leads and int(leads[1].replace(",", "")) > 0, html[:2000]
+
+    serve_env = env | {"LEADSTREAM_API__TOKEN": token}
+    serve = subprocess.Popen(["bash", "-c", lines[serve_at]], cwd=work, env=serve_env,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert serve.stderr is not None
+        said = serve.stderr.readline()
+        # Not a terminal here: the URL names the variable, so the token stays out of logs.
+        assert token not in said
+        url = re.search(r"(http://\S+/login\?token=)\$LEADSTREAM_API__TOKEN\b", said)
+        assert url, said
+        with httpx.Client(timeout=10) as http:
+            for _ in range(100):
+                try:
+                    login = http.get(url[1] + token)
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+            assert login.status_code == 303 and login.cookies, login.text
+            page = http.get(login.headers["location"] if "://" in login.headers["location"]
+                            else f"http://127.0.0.1:{api_port}/")  # fmt: skip
+            assert page.status_code == 200 and "<html" in page.text.lower()
+            health = http.get(f"http://127.0.0.1:{api_port}/api/v1/model-health")
+            assert health.status_code == 200
+            assert health.json()["metrics"], "model health is empty on the default range"
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    assert time.monotonic() - started < 300
