@@ -45,6 +45,8 @@ from streaming.learner import LearnerRole
 log = structlog.get_logger(__name__)
 
 _STAGE_RANK = {stage: i for i, stage in enumerate(STAGES)}
+#: The band of a lead scored before the model learned anything (``cold_start``).
+COLD_BAND = "unscored"
 #: Where a scored_leads row holds the reasons (JSON text).
 _REASONS_AT = COLUMNS["scored_leads"].index("reasons")
 
@@ -253,6 +255,10 @@ class Pipeline(LearnerRole):
         scored = scored_many(
             model.scorer, xs, [a.event for a, _ in fresh], cfg.top_reasons, cfg.explain
         )
+        # Before the model has learned anything a score is only the prior: the record says
+        # so, and its band does not pretend to rank the lead.
+        cold = model.scorer.n_learned == 0
+        currency = self.settings.reports.currency
         for (a, _), x, (score, explained, reasons) in zip(fresh, xs, scored, strict=True):
             lead = a.event
             revenue = model.expected_revenue(x)  # if won; the mean until enough deals
@@ -262,9 +268,12 @@ class Pipeline(LearnerRole):
                 "event_id": a.event_id,
                 "lead_id": a.key,
                 "score": round(score, 6),
-                "band": value_band(score, revenue, mean_revenue, cfg.value_cap,
-                                   cfg.band_a, cfg.band_b, cfg.band_c),
+                "band": COLD_BAND if cold else value_band(
+                    score, revenue, mean_revenue, cfg.value_cap, cfg.band_a, cfg.band_b,
+                    cfg.band_c),
+                "cold_start": cold,
                 "expected_value": round(score * revenue, 2),
+                "currency": currency,
                 **explained,
                 "model_version": model.version,
                 "scored_at": now,

@@ -306,3 +306,19 @@ async def test_a_challenger_started_later_learns_the_negatives_it_missed(
     # e's negative: both learned it when e was scored.
     assert (champion.n_learned, challenger.n_learned) == (2, 2)
     assert bundle.examples == 2
+
+
+async def test_a_lead_scored_before_any_learning_says_so(setup: Any) -> None:
+    """Cold start: the prior is not a score; the record says so and its band does not rank."""
+    from online_models.lead_scorer import LeadScorer
+
+    pipeline, sent, _ = setup
+    await pipeline.handle_raw("lead", [msg(lead("cold", 1))])
+    (record,) = sent.on(pipeline.topics.scored)
+    assert (record["cold_start"], record["band"], record["currency"]) == (True, "unscored", "USD")
+    scorer = LeadScorer()
+    scorer.learn_one({"pages_viewed": 3.0}, True)
+    pipeline.model.scorer = scorer
+    await pipeline.handle_raw("lead", [msg(lead("warm", 2))])
+    warm = sent.on(pipeline.topics.scored)[-1]
+    assert warm["cold_start"] is False and warm["band"] in "ABCD"
