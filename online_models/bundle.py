@@ -476,7 +476,10 @@ _WITH_VALUE: dict[str, str] = {
     "pricing_page_visits": "{} pricing-page visits",
     "email_opens": "{} e-mail opens",
     "email_clicks": "{} e-mail clicks",
+    "log_company_size": "company size {} employees",
 }
+#: The raw lead field a feature's value is quoted from, where the names differ.
+RAW_FIELD: dict[str, str] = {"log_company_size": "company_size"}
 
 
 def reason(c: Contribution, raw: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -488,6 +491,8 @@ def reason(c: Contribution, raw: dict[str, Any] | None = None) -> dict[str, Any]
     '3 pricing-page visits: raises the score'
     >>> reason(Contribution("log_company_size", 5.53, -0.2))["text"]  # never the logarithm
     'company size: lowers the score'
+    >>> reason(Contribution("log_company_size", 5.53, -0.2), {"company_size": 250})["text"]
+    'company size 250 employees: lowers the score'
     """
     effect = "raises the score" if c.contribution > 0 else "lowers the score"
     if "=" in c.feature:
@@ -495,7 +500,7 @@ def reason(c: Contribution, raw: dict[str, Any] | None = None) -> dict[str, Any]
         text = f"{name.replace('_', ' ')} is {value.replace('_', ' ')}: {effect}"
     else:
         label = _LABELS.get(c.feature, c.feature.removeprefix("eng_").replace("_", " "))
-        shown = (raw or {}).get(c.feature)
+        shown = (raw or {}).get(RAW_FIELD.get(c.feature, c.feature))
         if shown in (None, True, False):
             text = f"{label}: {effect}"
         else:

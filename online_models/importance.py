@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from online_models.bundle import reason
+from online_models.bundle import RAW_FIELD, reason
 from online_models.kinds import Scorer
 from online_models.lead_scorer import Contribution, Explanation
 
@@ -100,7 +100,7 @@ def _published(
     reasons = []
     for name, value, c in best:
         listed += c
-        shown = raw.get(name) if raw is not None and "=" not in name else None
+        shown = raw.get(RAW_FIELD.get(name, name)) if raw is not None and "=" not in name else None
         try:
             text = _text(name, c > 0, shown)
         except TypeError:  # an unhashable raw value: no cache
@@ -204,7 +204,7 @@ def _by_size(term: tuple[str, float, float]) -> float:
 def _text(feature: str, raises: bool, shown: Any) -> str:
     """The sentence :func:`online_models.bundle.reason` writes for these inputs."""
     sign = 1.0 if raises else -1.0
-    quoted = None if shown is None else {feature: shown}
+    quoted = None if shown is None else {RAW_FIELD.get(feature, feature): shown}
     return str(reason(Contribution(feature, 0.0, sign), quoted)["text"])
 
 
