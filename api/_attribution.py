@@ -8,21 +8,20 @@ channel's (the drill-down); segment and band filters do not apply to journeys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from api._params import channel_span
 from reporting.attribution import Attribution, AttributionComparison, Model
 from reporting.cache import QueryCache
 from reporting.queries import Analytics, Filters
 
 
-def attribution_router(
-    analytics: Analytics, cache: QueryCache, filters: Callable[..., Filters]
-) -> APIRouter:
-    """The router; ``filters`` is the app's dependency that reads the common filters."""
+def attribution_router(analytics: Analytics, cache: QueryCache) -> APIRouter:
+    """The router. It declares the range and ``channel`` only: journeys cross campaigns
+    and segments, so no other filter would change its answer."""
     router = APIRouter()
 
     @router.get(
@@ -36,13 +35,8 @@ def attribution_router(
         compare: Annotated[Model | None, Query(description="a second model")] = None,
         lookback_days: Annotated[int, Query(ge=1, le=365)] = 90,
         half_life_days: Annotated[float, Query(gt=0, le=365, description="time decay")] = 7.0,
-        # a default, not Annotated: a string annotation cannot name this closure's `filters`
-        f: Filters = Depends(filters),  # noqa: B008 - FastAPI's dependency default
+        f: Filters = Depends(channel_span),  # noqa: B008 - FastAPI's dependency default
     ) -> Response:
-        extra = [n for n in f.set_filters() if n != "channel"]
-        if extra:
-            raise HTTPException(422, f"attribution takes no {', '.join(extra)} filter")
-
         def compute() -> AttributionComparison:
             # A client of the app's pool for the few queries of one answer (chDB: one of
             # its handles; a server: the shared client).

@@ -111,6 +111,13 @@ def scope(
     return _build(request, start, end, channel=channel, campaign_id=campaign_id)
 
 
+def channel_span(
+    request: Request, start: Start = None, end: End = None, channel: Value = None
+) -> Filters:
+    """The range and a channel (attribution: journeys cross campaigns and segments)."""
+    return _build(request, start, end, channel=channel)
+
+
 def span(request: Request, start: Start = None, end: End = None) -> Filters:
     """The range only (views of the whole system, such as model health)."""
     return _build(request, start, end)

@@ -300,7 +300,7 @@ def create_app(
             )
         )
 
-    app.include_router(attribution_router(analytics, cache, filters))
+    app.include_router(attribution_router(analytics, cache))
     return app
 
 

@@ -207,6 +207,8 @@ def test_every_declared_parameter_changes_the_answer(client: TestClient) -> None
     email_campaign = options["channels"]["email"][0]
     checked = 0
     for template, item in schema["paths"].items():
+        if template == "/api/v1/attribution":
+            continue  # needs journeys across channels: tests/attribution/test_attribution_api.py
         declared = [p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query"]
         path = template.format(channel_name="email", campaign=email_campaign)
         base: dict[str, str] = {}
