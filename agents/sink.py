@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
-from agents.stream import group_consumer, until_ready
+from agents.stream import SERVICE_LOGGER, group_consumer, until_ready
 from config.settings import Settings
 from sinks.clickhouse import ClickHouseSink, write_with_retry
 from sinks.metrics import Metrics
@@ -59,6 +59,8 @@ class SinkStream(Service):
         Runs once before subscribing, until it succeeds: the topic guard creates the
         missing topics there, so that the subscription finds every one of them.
     """
+
+    logger = SERVICE_LOGGER
 
     def __init__(
         self,

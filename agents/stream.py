@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +38,10 @@ from streaming.pipeline import Message, Pipeline
 from streaming.producer import bootstrap_servers
 
 log = structlog.get_logger(__name__)
+#: mode's own notes on our services (starting, stopping) are not news: warnings only. The
+#: worker logs before leadstream's log handlers replace Faust's, in Faust's format.
+SERVICE_LOGGER = logging.getLogger("leadstream.services")
+SERVICE_LOGGER.setLevel(logging.WARNING)
 
 #: Longest wait between two attempts at a batch that keeps failing.
 MAX_RETRY_WAIT_S = 30.0
@@ -109,6 +114,8 @@ class BatchStream(Service):
     metrics
         Where the consumer lag is exported.
     """
+
+    logger = SERVICE_LOGGER
 
     def __init__(
         self,

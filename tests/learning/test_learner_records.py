@@ -86,6 +86,10 @@ async def test_expected_value_uses_the_revenue_model_per_lead_and_sets_the_band(
                       "revenue": 2000.0 if size == 5 else 30000.0})  # fmt: skip
     await pipeline.learn(as_messages(deals))
     await pipeline.learn(as_messages(deals))  # redelivered: learned once
+    # The conversion model has learned something too: before that a score is the prior,
+    # published as a cold start without a band.
+    assert pipeline.learning is not None
+    pipeline.learning.scorer.learn_one(lead_features({"channel": "email"}, {}), False)
     await pipeline.publish()
     assert await pipeline.refresh_model()
     assert pipeline.model.revenue.n_learned == 400
