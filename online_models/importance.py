@@ -152,9 +152,14 @@ def scored_fields(
     else:
         score = scorer.predict_proba_one(x)[True]
         fields = dict(UNEXPLAINED)
+    return score, *_encoded(fields)
+
+
+def _encoded(fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The fields with their reasons encoded once (a Fragment), and that JSON text."""
     reasons = orjson.dumps(fields["reasons"])
     fields["reasons"] = orjson.Fragment(reasons)
-    return score, fields, reasons.decode()
+    return fields, reasons.decode()
 
 
 def scored_many(
@@ -188,10 +193,7 @@ def scored_many(
     for proba, logit, best, raw in zip(
         explained.proba, explained.logit, explained.top, raws, strict=True
     ):
-        fields = _published(best, intercept, logit, raw)
-        reasons = orjson.dumps(fields["reasons"])
-        fields["reasons"] = orjson.Fragment(reasons)
-        out.append((proba, fields, reasons.decode()))
+        out.append((proba, *_encoded(_published(best, intercept, logit, raw))))
     return out
 
 

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,6 @@ from tests.integration._worker import WorkerRun, handled, wait_handled
 from tests.reliability._live import LivePipeline
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def run(broker_url: str, redis_url: str, run_id: str, tmp_path: Path) -> Iterator[WorkerRun]:
-    worker = WorkerRun(run_id=run_id, broker_url=broker_url, redis_url=redis_url, tmp=tmp_path)
-    yield worker
-    if worker.process is not None and worker.process.poll() is None:
-        worker.stop(signal.SIGKILL)
 
 
 def wait_quiet(run: WorkerRun, quiet_s: float = 3.0, timeout: float = 120.0) -> None:

@@ -9,12 +9,9 @@ exactly once on ``leads.scored`` (no replay happened, so not even a repeat).
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -25,14 +22,6 @@ from tests.integration._worker import WorkerRun
 from tests.reliability.test_faults import check_exactly_once, wait_quiet
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def run(broker_url: str, redis_url: str, run_id: str, tmp_path: Path) -> Iterator[WorkerRun]:
-    worker = WorkerRun(run_id=run_id, broker_url=broker_url, redis_url=redis_url, tmp=tmp_path)
-    yield worker
-    if worker.process is not None and worker.process.poll() is None:
-        worker.stop(signal.SIGKILL)
 
 
 async def _intrude(run: WorkerRun, stay_s: float) -> int:
