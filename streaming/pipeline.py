@@ -1,12 +1,13 @@
-"""What the agents do with one batch: ingest, dedup, score, label, sink.
+"""What the stream does with one batch of a raw topic: ingest, dedup, score, label, rows.
 
 Delivery is at-least-once end to end. For every batch, in this order:
-1. every valid event is written to ClickHouse (idempotent: replays collapse);
+1. every valid event's ClickHouse row is handed to the row writer (in the worker:
+   produced to ``events.valid`` for the sink; idempotent: replays collapse);
 2. effects that are not idempotent (scores produced, labels, counters) run only
    for event ids not yet marked as processed in Redis;
-3. produced messages are awaited;
+3. produced messages (rows included) are awaited;
 4. the batch's event ids are marked processed;
-and only after the agent's loop body returns does Faust commit the offsets.
+and only then does the consumer (agents/stream.py) commit the offsets.
 A crash anywhere replays the batch: ClickHouse collapses it, Redis counters
 were changed atomically with their dedup key, and at worst a score is
 published twice with the same ``event_id``.
