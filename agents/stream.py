@@ -186,20 +186,23 @@ class BatchStream(Service):
                 Message(tp.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
                 for r in records
             )
-        for kind in KIND_ORDER:
-            if kind in by_kind and not await self._until_done(kind, by_kind[kind]):
+        kinds = [kind for kind in KIND_ORDER if kind in by_kind]
+        for i, kind in enumerate(kinds):
+            if not await self._until_done(kind, by_kind[kind], check=i == 0):
                 return False
         return True
 
-    async def _until_done(self, kind: str, batch: list[Message]) -> bool:
+    async def _until_done(self, kind: str, batch: list[Message], check: bool) -> bool:
         """Handle one batch until it succeeds, waiting longer after each failure.
 
-        Retrying the same batch is safe (replays are idempotent) and holds the consumer.
-        Stopping gives up without a commit: the next owner replays the batch.
+        ``before_batch`` (broker round trips) runs once per fetch, before its first batch
+        (``check``), and again before every retry. Retrying the same batch is safe
+        (replays are idempotent) and holds the consumer. Stopping gives up without a
+        commit: the next owner replays the batch.
         """
         for attempt in itertools.count(1):
             try:
-                if self.before_batch is not None:
+                if self.before_batch is not None and (check or attempt > 1):
                     await self.before_batch()
                 await self.pipeline().handle_raw(kind, batch)
                 return True

@@ -113,10 +113,7 @@ async def read_records(
     Values are decoded only once all have arrived: a reader decoding while the worker
     runs would take CPU from it, and more of it for bigger records.
     """
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap_servers(broker), auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, fetch_max_bytes=50 * 1024 * 1024,
-    )  # fmt: skip
+    consumer = _reader(broker, topic)
     await consumer.start()
     out: list[tuple[float, bytes]] = []
     deadline = time.monotonic() + timeout
@@ -131,6 +128,14 @@ async def read_records(
             f"only {len(out)} of {expect} scored records arrived on {topic} within {timeout:.0f} s"
         )
     return out
+
+
+def _reader(broker: str, topic: str) -> AIOKafkaConsumer:
+    """A group-less consumer of ``topic`` from its start (the benchmark's own reads)."""
+    return AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap_servers(broker), auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None, fetch_max_bytes=50 * 1024 * 1024,
+    )  # fmt: skip
 
 
 def measure(records: list[tuple[float, dict[str, Any]]], sent_at: dict[str, float] | None) -> Phase:
@@ -187,10 +192,7 @@ async def relay_loop(broker: str, source: str, sink: str, n: int) -> None:
     No decoding and no work: what the broker and aiokafka allow a loop on this machine
     (issue 14's yardstick beside the bare loop).
     """
-    consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=bootstrap_servers(broker), auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, fetch_max_bytes=50 * 1024 * 1024,
-    )  # fmt: skip
+    consumer = _reader(broker, source)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers(broker), linger_ms=5, max_batch_size=256 * 1024
     )

@@ -29,6 +29,7 @@ reads the new topics from their start.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 
 import structlog
@@ -124,6 +125,10 @@ class TopicGuard:
         self.sentinel_seen = False
         self.partitions = dict(layout)  # what a missing topic is created with
         self._warned: set[str] = set()
+        # One check at a time: the worker's start task, its two consumers and the timer may
+        # call at once, and a call that listed the topics just before another created the
+        # sentinel would take the missing sentinel for a broker that lost its state.
+        self._checking = asyncio.Lock()
 
     async def refresh_producer(self) -> None:
         """Refresh the producer's metadata for the worker's topics; call before producing.
@@ -161,6 +166,10 @@ class TopicGuard:
 
         Raises ``KafkaError`` when the broker cannot be reached or refuses a creation.
         """
+        async with self._checking:
+            return await self._check()
+
+    async def _check(self) -> list[str]:
         client = self.producer_client()
         if client is not None:
             self._remember(client.cluster)

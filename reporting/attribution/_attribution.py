@@ -13,10 +13,8 @@ their touches do under the linear model.
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -173,20 +171,17 @@ class Attribution:
         A clickhouse-connect client (chDB or a server; read-only is enough).
     database
         The leadstream database.
-    lock
-        Serialises calls on the client, for a client that is not safe across threads.
+
+    One instance per answer, on a client the caller holds for it (the API takes one from
+    its pool), so nothing here serialises queries.
     """
 
-    def __init__(
-        self, client: Client, database: str, lock: AbstractContextManager[Any] | None = None
-    ) -> None:
+    def __init__(self, client: Client, database: str) -> None:
         self.client = client
         self.database = database
-        self.lock = lock or contextlib.nullcontext()
 
     def _rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        with self.lock:
-            result = self.client.query(sql, parameters={"db": self.database, **params})
+        result = self.client.query(sql, parameters={"db": self.database, **params})
         return list(result.result_rows)
 
     def table(
