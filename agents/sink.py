@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -25,10 +25,10 @@ from mode import Service
 
 from agents.stream import SERVICE_LOGGER, group_consumer, until_ready
 from config.settings import Settings
-from sinks.clickhouse import ClickHouseSink, write_with_retry
+from sinks.clickhouse import write_with_retry
 from sinks.metrics import Metrics
 from sinks.row_stream import decode
-from sinks.rows import Row
+from sinks.rows import Row, TableSink
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +65,7 @@ class SinkStream(Service):
     def __init__(
         self,
         settings: Settings,
-        sinks: dict[str, ClickHouseSink],
+        sinks: Mapping[str, TableSink],
         metrics: Metrics,
         prepare: Callable[[], Awaitable[object]] | None = None,
         **kwargs: Any,

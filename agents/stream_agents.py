@@ -1,5 +1,7 @@
 """Thin Faust agents and timers: the learner, model publishing and reloading, the sweep.
 
+Which of them a process registers depends on its roles (streaming/roles.py).
+
 The learner's offsets are acknowledged only after the loop body for its batch returns
 (``take_events``), so everything it writes is at-least-once. The raw topics are read by
 :mod:`agents.stream`.
@@ -91,18 +93,13 @@ def _gated(
     return run
 
 
-def register_agents(
-    app: faust.App,
-    topics: Topics,
-    settings: Settings,
-    pipeline: Callable[[], Pipeline],
-    before_batch: Callable[[], Awaitable[None]] | None = None,
+def register_learner(
+    app: faust.App, topics: Topics, settings: Settings, pipeline: Callable[[], Pipeline]
 ) -> None:
-    """Register the learner agent and the periodic jobs.
+    """The learner's part: the agent on ``training.examples``, model publishing, its lag.
 
-    The raw topics are not Faust agents: :class:`agents.stream.BatchStream` consumes
-    them in batches. ``before_batch`` runs before each label sweep, a step that produces
-    (the worker refreshes its producer's metadata there, see streaming/topic_guard.py).
+    ``training.examples`` has one partition: in a group of several learners, one learns
+    and the others wait as hot standbys.
     """
     # The learner is not on the latency path: it waits longer for fuller batches.
     size, within = settings.kafka.batch_size, max(settings.kafka.batch_within_s, 0.2)
@@ -128,6 +125,36 @@ def register_agents(
     # mode's Signal.connect annotation accepts no async def as written; the receiver is fine.
     app.on_before_shutdown.connect(cast(Any, publish_at_shutdown))
 
+    @app.timer(5.0)
+    @_survives
+    async def export_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            position = await consumer.position(tp)
+            if position is None:
+                continue
+            lag = max(0, consumer.highwater(tp) - position)
+            pipeline().metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                lag
+            )
+
+
+def register_stream_jobs(
+    app: faust.App,
+    settings: Settings,
+    pipeline: Callable[[], Pipeline],
+    before_batch: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """The stream's periodic jobs: model reload, label sweep, anomaly gauges.
+
+    The raw topics themselves are not Faust agents: :class:`agents.stream.BatchStream`
+    consumes them in batches. ``before_batch`` runs before each label sweep, a step that
+    produces (the worker refreshes its producer's metadata there, see
+    streaming/topic_guard.py). Every stream worker sweeps: the expired leads are the same
+    for all, and the learner learns each lead once (its first-learning mark in Redis).
+    """
+    models = settings.models
+
     @app.timer(models.reload_every_s)
     @_survives
     async def reload_model() -> None:
@@ -145,16 +172,3 @@ def register_agents(
         # Any worker may close a window; every worker exports the anomalous series it finds
         # in Redis, so an alert does not depend on which one is scraped.
         await pipeline().monitor.sync_gauges()
-
-    @app.timer(5.0)
-    @_survives
-    async def export_lag() -> None:
-        consumer = app.consumer
-        for tp in consumer.assignment():
-            position = await consumer.position(tp)
-            if position is None:
-                continue
-            lag = max(0, consumer.highwater(tp) - position)
-            pipeline().metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                lag
-            )

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli import _procs
+from cli import _procs, _workers
 from cli._context import settings_from
 from cli.exceptions import ServiceError
 
@@ -32,7 +32,8 @@ Only = Annotated[
     str | None,
     typer.Option(
         "--only",
-        help="Comma-separated subset of: broker, redis, prometheus, alertmanager (default: all).",
+        help="Comma-separated subset of: broker, redis, prometheus, alertmanager (default:"
+        " all); for `down`, also `workers` (the ones `up --workers N` started).",
         show_default=False,
     ),
 ]
@@ -54,6 +55,15 @@ def up(
             max=65535,
         ),
     ] = _procs.DEFAULT_WEBHOOK_PORT,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Also start N stream workers (`worker --role stream`) and one worker that"
+            " learns and owns the store (`--role learner,sink`), each with its own /metrics"
+            " port from LEADSTREAM_METRICS__PORT on; 0 starts none.",
+            min=0,
+        ),
+    ] = 0,
 ) -> None:
     """Start the services that are not running yet and wait until each one answers.
 
@@ -67,11 +77,15 @@ def up(
         handles = _procs.ensure_services(
             settings, only=_split(only), timeout=timeout, webhook_port=webhook_port
         )
+        started = _workers.start_workers(settings, workers) if workers else []
     except (ServiceError, ValueError) as exc:
         _fail(exc)
     table = _table("result")
     for h in handles.values():
         table.add_row(h.name, str(h.pid), h.url, "started" if h.started else "already running")
+    for w in started:
+        table.add_row(f"{w.name} ({w.roles})", str(w.pid), w.url,
+                      "started" if w.started else "already running")  # fmt: skip
     _out.print(table)
     _out.print(f"run directory: {settings.services.run_dir.resolve()}")
 
@@ -91,7 +105,12 @@ def down(
     """
     settings = settings_from(ctx)
     try:
-        stopped = _procs.stop_services(settings, only=_split(only), timeout=timeout)
+        # Workers first: each finishes and commits its batch while the broker still runs.
+        names = _split(only)
+        stopped = _workers.stop_workers(settings) if not names or "workers" in names else {}
+        if not names or set(names) - {"workers"}:
+            services = [n for n in names or () if n != "workers"]
+            stopped |= _procs.stop_services(settings, only=services, timeout=timeout)
     except (ServiceError, ValueError) as exc:
         _fail(exc)
     for name, pid in stopped.items():
@@ -115,8 +134,18 @@ def status(ctx: typer.Context, only: Only = None) -> None:
     for s in statuses:
         state = f"[{styles[s.state]}]{s.state}[/]"
         table.add_row(s.name, str(s.pid or "-"), s.address, state, escape(s.detail))
+    workers = _workers.worker_statuses(settings)
+    for name, pid, port, answering in workers:
+        state = (
+            "[green]running[/]"
+            if answering
+            else "[red]stopped[/]"
+            if pid is None
+            else "[yellow]unhealthy[/]"
+        )
+        table.add_row(name, str(pid or "-"), f"{_procs.HOST}:{port}", state, "")
     _out.print(table)
-    if not all(s.ok for s in statuses):
+    if not all(s.ok for s in statuses) or not all(w[3] for w in workers):
         raise typer.Exit(1)
 
 

@@ -19,15 +19,35 @@ from streaming import synthetic
 console = Console(stderr=True)
 
 
-def worker(ctx: typer.Context) -> None:
+def worker(
+    ctx: typer.Context,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="what this process runs: stream (ingest, score, label; any number of"
+            " processes), learner (one), sink (the ClickHouse writes; with chDB the one"
+            " process that owns the store and answers the others' queries), or all"
+            " (default). Repeat or comma-separate: --role learner,sink",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Run the Faust worker against the configured Kafka, Redis and ClickHouse (production mode).
 
     Stops cleanly on SIGTERM or Ctrl-C: the current batch is finished, offsets committed.
+    Several workers share the load: start more with --role stream (same settings, same
+    group); see the README's "Scaling out".
     """
     from streaming.app import topic_layout
+    from streaming.roles import parse_roles
     from streaming.runtime import Runtime
     from streaming.topic_guard import create_topics
 
+    try:
+        roles = parse_roles(role or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--role") from exc
     settings = settings_from(ctx)
     try:
         settings.require_pii_key()
@@ -38,7 +58,7 @@ def worker(ctx: typer.Context) -> None:
     # Faust creates only the last level of its folder; a fresh checkout has no var/.
     settings.kafka.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, roles=roles)
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -24,7 +24,7 @@ from clickhouse_connect.driver.insert import InsertContext
 from config.settings import ClickHouseSettings
 from sinks.exceptions import SinkBackpressureError, SinkError
 from sinks.metrics import Metrics
-from sinks.rows import COLUMNS, Row
+from sinks.rows import COLUMNS, Row, TableSink
 
 log = structlog.get_logger(__name__)
 
@@ -159,7 +159,7 @@ class ClickHouseSink:
 
 
 async def write_with_retry(
-    sink: ClickHouseSink, rows: Sequence[Row], metrics: Metrics, attempts: int = 8
+    sink: TableSink, rows: Sequence[Row], metrics: Metrics, attempts: int = 8
 ) -> None:
     """Write a batch, waiting and retrying on backpressure; the consumer waits meanwhile."""
     for attempt in range(1, attempts + 1):
@@ -189,7 +189,7 @@ class DirectRows:
     tests, benchmarks replaying the pipeline in-process, the learner's own tables.
     """
 
-    def __init__(self, sinks: dict[str, ClickHouseSink], metrics: Metrics) -> None:
+    def __init__(self, sinks: Mapping[str, TableSink], metrics: Metrics) -> None:
         self.sinks = sinks
         self.metrics = metrics
 

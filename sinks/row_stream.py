@@ -11,6 +11,11 @@ commits only after the insert. Scored leads and rejections already travel on the
 topics (``leads.scored``, ``deadletter``); validated events go to ``events.valid``, each
 message one row: ``[table, [column values…]]``.
 
+A process that does not own the store (a stream worker, a learner of its own, see
+streaming/roles.py) sends its other tables' rows the same way (:class:`TopicTableSink`):
+training examples, model metrics and promotions, anomalies. Every one of those tables
+collapses a repeated row (ReplacingMergeTree on the row's own key), so a replay is harmless.
+
 JSON loses Python's types on the way, so the sink turns the temporal and decimal
 columns back (:func:`decode`).
 """
@@ -27,7 +32,7 @@ import orjson
 from sinks.rows import COLUMNS, Row, mapping_row
 from streaming.codec import dumps
 
-__all__ = ["ROLES", "TopicRows", "decode", "encode_valid"]
+__all__ = ["ROLES", "TopicRows", "TopicTableSink", "decode", "encode_valid"]
 
 #: What each topic carries on its way to ClickHouse.
 ROLES = ("valid", "scored", "deadletter")
@@ -54,7 +59,17 @@ _TYPED: dict[str, dict[str, Callable[[Any], Any]]] = {
               "ingested_at": _datetime},
     "scored_leads": {"occurred_at": _datetime, "scored_at": _datetime},
     "rejected_events": {"received_at": _datetime},
+    "training_examples": {"scored_at": _datetime, "labelled_at": _datetime},
+    "anomalies": {"window_start": _datetime, "window_end": _datetime, "detected_at": _datetime},
+    "model_metrics": {"recorded_at": _datetime},
+    "model_promotions": {"at": _datetime},
 }  # fmt: skip
+#: Tables whose rows travel on ``events.valid``: everything but scored leads and rejections,
+#: which have topics of their own.
+_VALID = frozenset(_TYPED) - {"scored_leads", "rejected_events"}
+#: The key of each table's messages on ``events.valid`` (its rows' partitioning).
+_KEY = {"spend": "campaign_id", "anomalies": "series", "model_metrics": "model_name",
+        "model_promotions": "promotion_id"}  # fmt: skip
 _AT: dict[str, list[tuple[int, Callable[[Any], Any]]]] = {
     table: [(COLUMNS[table].index(name), fn) for name, fn in typed.items()]
     for table, typed in _TYPED.items()
@@ -93,8 +108,8 @@ def decode(role: str, value: bytes) -> tuple[str, Row]:
     decoded = orjson.loads(value)
     if role == "valid":
         table, row = decoded
-        if table not in _TYPED or len(row) != len(COLUMNS[table]):
-            raise ValueError(f"not a row of an event table: {str(decoded)[:100]}")
+        if table not in _VALID or len(row) != len(COLUMNS[table]):
+            raise ValueError(f"not a row of a table the stream writes: {str(decoded)[:100]}")
     elif role == "scored":
         table = "scored_leads"
         row = mapping_row(table, decoded)
@@ -134,8 +149,38 @@ class TopicRows:
         """Queue ``rows`` of an event table; scored leads and rejections need nothing."""
         if table in ("scored_leads", "rejected_events") or not rows:
             return []
-        key_at = COLUMNS[table].index("campaign_id" if table == "spend" else "lead_id")
         return [
-            await self.send(self.topic, str(row[key_at]).encode(), encode_valid(table, row))
-            for row in rows
+            await self.send(self.topic, _key(table, row), encode_valid(table, row)) for row in rows
         ]
+
+
+def _key(table: str, row: Row) -> bytes:
+    return str(row[COLUMNS[table].index(_KEY.get(table, "lead_id"))]).encode()
+
+
+class TopicTableSink:
+    """One table's rows produced to ``events.valid`` for the store's owner to insert.
+
+    The :class:`sinks.rows.TableSink` of a process without the store: ``write`` returns
+    once the broker has acknowledged every row, so a caller that commits afterwards
+    loses nothing.
+    """
+
+    def __init__(self, table: str, send: _Send, topic: str) -> None:
+        if table not in _VALID:
+            raise ValueError(f"table {table!r} does not travel on {topic}")
+        self.table = table
+        self.send = send
+        self.topic = topic
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        """Produce ``rows`` and wait for their acknowledgements."""
+        sent = [await self.send(self.topic, _key(self.table, r), encode_valid(self.table, r))
+                for r in rows]  # fmt: skip
+        for delivery in sent:
+            await delivery
+
+    @classmethod
+    def every(cls, send: _Send, topic: str) -> dict[str, TopicTableSink]:
+        """A sink for each table that travels on ``topic``."""
+        return {table: cls(table, send, topic) for table in sorted(_VALID)}

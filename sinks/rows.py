@@ -6,13 +6,25 @@ goes into the table's ``attributes`` JSON column, so extra fields are kept.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 Row = list[Any]
+
+
+class TableSink(Protocol):
+    """Where one table's rows go: ClickHouse itself, or a topic the store's owner inserts from.
+
+    ``write`` returns once the rows are durable (inserted, or acknowledged by the broker).
+    """
+
+    table: str
+
+    async def write(self, rows: Sequence[Row]) -> None: ...
+
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "leads": (

@@ -23,9 +23,9 @@ from redis.asyncio import Redis
 
 from config.settings import AnomalySettings, Settings
 from online_models.anomaly import ReferenceDistribution, SeasonalBaseline
-from sinks.clickhouse import ClickHouseSink, write_with_retry
+from sinks.clickhouse import write_with_retry
 from sinks.metrics import Metrics
-from sinks.rows import mapping_row
+from sinks.rows import TableSink, mapping_row
 from streaming._series_store import MemorySeriesStore, RedisSeriesStore, SeriesStore
 from streaming.codec import dumps
 from streaming.ingest import Accepted
@@ -88,7 +88,7 @@ class AnomalyMonitor:
         metrics: Metrics,
         topic: str = "anomalies",
         send: Sender | None = None,
-        sink: ClickHouseSink | None = None,
+        sink: TableSink | None = None,
         clock: Callable[[], float] = time.time,
         on_anomaly: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -120,7 +120,7 @@ class AnomalyMonitor:
         prefix: str,
         metrics: Metrics,
         send: Sender,
-        sink: ClickHouseSink | None,
+        sink: TableSink | None,
         clock: Callable[[], float] = time.time,
     ) -> AnomalyMonitor:
         """The monitor a worker's pipeline uses: state in Redis, anomalies to Kafka and ClickHouse."""

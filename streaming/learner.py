@@ -26,10 +26,10 @@ from online_models.bundle import (
     policy_for,
 )
 from online_models.records import REVENUE_MODEL, drift_row, metric_rows, promotion_row
-from sinks.clickhouse import ClickHouseSink, write_with_retry
+from sinks.clickhouse import write_with_retry
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
-from sinks.rows import Row, mapping_row
+from sinks.rows import Row, TableSink, mapping_row
 
 if TYPE_CHECKING:
     from streaming.pipeline import Message
@@ -43,7 +43,7 @@ class LearnerRole:
     settings: Settings
     state: RedisState
     store: ModelStore
-    sinks: dict[str, ClickHouseSink]
+    sinks: dict[str, TableSink]
     metrics: Metrics
     clock: Callable[[], float]
     model: ModelBundle

@@ -34,10 +34,10 @@ from online_models.bundle import (
 )
 from online_models.features import lead_features
 from online_models.importance import scored_many
-from sinks.clickhouse import ClickHouseSink, DirectRows
+from sinks.clickhouse import DirectRows
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
-from sinks.rows import COLUMNS, TABLE_FOR_KIND, Row, event_row, mapping_row
+from sinks.rows import COLUMNS, TABLE_FOR_KIND, Row, TableSink, event_row, mapping_row
 from streaming.anomalies import AnomalyMonitor
 from streaming.codec import dumps
 from streaming.ingest import Accepted, Ingestor, Rejected
@@ -110,7 +110,7 @@ class Pipeline(LearnerRole):
         settings: Settings,
         state: RedisState,
         store: ModelStore,
-        sinks: dict[str, ClickHouseSink],
+        sinks: dict[str, TableSink],
         metrics: Metrics,
         send: Sender,
         pii_key: bytes,

@@ -1,4 +1,8 @@
-"""Builds a worker from settings: clients, sinks, metrics, the Faust app and its agents."""
+"""Builds a worker from settings: clients, sinks, metrics, the Faust app and its agents.
+
+What a process runs depends on its roles (streaming/roles.py): only a process with the
+``sink`` role opens ClickHouse; the others send the rows they make through Kafka.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import faust
+from faust.app.base import BootStrategy
 import redis.asyncio as aioredis
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -21,7 +26,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from agents.sink import SinkStream
 from agents.stream import BatchStream
-from agents.stream_agents import register_agents
+from agents.stream_agents import register_learner, register_stream_jobs
 from config.settings import Settings
 from online_models.bundle import ModelStore
 from sinks.clickhouse import ClickHouseSink, connect, migrate
@@ -29,10 +34,11 @@ from sinks.kafka import BatchSender
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
 from sinks.retention import apply_retention
-from sinks.row_stream import TopicRows
-from sinks.rows import COLUMNS
+from sinks.row_stream import TopicRows, TopicTableSink
+from sinks.rows import COLUMNS, TableSink
 from streaming.app import create_app, declare_topics, topic_layout
 from streaming.pipeline import Pipeline, RowWriter, Sender
+from streaming.roles import ALL, describe
 from streaming.topic_guard import TopicGuard
 
 log = structlog.get_logger(__name__)
@@ -52,6 +58,9 @@ class Runtime:
         An open client to reuse (the demo shares its chDB client); by default one is opened.
     registry
         Where the metrics live; a fresh registry by default.
+    roles
+        The parts this process runs (streaming/roles.py); all of them by default. Without
+        ``sink`` it opens no ClickHouse client (``clickhouse`` is then ignored).
     """
 
     def __init__(
@@ -59,15 +68,23 @@ class Runtime:
         settings: Settings,
         clickhouse: Client | None = None,
         registry: CollectorRegistry | None = None,
+        roles: frozenset[str] = ALL,
     ) -> None:
         self.settings = settings
+        self.roles = roles
         self.pii_key = settings.require_pii_key()
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics.create(self.registry)
-        self.clickhouse = clickhouse or connect(settings.clickhouse)
-        migrate(self.clickhouse, settings.clickhouse.database)
-        apply_retention(self.clickhouse, settings.clickhouse.database, settings.retention)
+        self.clickhouse: Client | None = None
+        if "sink" in roles:
+            self.clickhouse = clickhouse or connect(settings.clickhouse)
+            migrate(self.clickhouse, settings.clickhouse.database)
+            apply_retention(self.clickhouse, settings.clickhouse.database, settings.retention)
         self.app = create_app(settings)
+        if "learner" not in roles:
+            # Faust's own consumer serves only the learner agent: without it, this process
+            # stays out of the learner's group (joining it would rebalance the learner).
+            self.app.boot_strategy = BootStrategy(self.app, enable_kafka_consumer=False)
         self.topics = declare_topics(self.app, settings)
         self._pipeline: Pipeline | None = None
         self._metrics_server: Any = None
@@ -76,24 +93,34 @@ class Runtime:
             k.bootstrap, topic_layout(settings), k.replication_factor, self._producer_client,
             self.metrics.topics_created, f"{k.app_id}.broker-epoch", _exit_for_restart,
         )  # fmt: skip
-        register_agents(
-            self.app, self.topics, settings, self.pipeline, self.topic_guard.refresh_producer
-        )
         self.sender = BatchSender(self._producer)
-        self.stream = BatchStream(
-            settings,
-            self.pipeline,
-            self.topic_guard.refresh_producer,
-            self.topic_guard.check,
-            self.metrics,
+        #: Serializes this process's chDB calls (inserts, and the relay's queries).
+        self.store_lock = threading.Lock()
+        self.tables: Mapping[str, TableSink] = (
+            table_sinks(settings, self.clickhouse, self.store_lock)
+            if self.clickhouse is not None
+            else TopicTableSink.every(self.sender, k.topics.valid)
         )
-        self.sink = SinkStream(
-            settings, table_sinks(settings, self.clickhouse), self.metrics, self.topic_guard.check
-        )
+        self.stream: BatchStream | None = None
+        self.sink: SinkStream | None = None
         # Faust starts (and stops) the services with the app; it takes instances as well
         # as classes (App._prepare_subservice), though the decorator is typed for classes.
-        self.app.service(cast(Any, self.stream))
-        self.app.service(cast(Any, self.sink))
+        if "stream" in roles:
+            register_stream_jobs(self.app, settings, self.pipeline, self.topic_guard.refresh_producer)
+            self.stream = BatchStream(
+                settings,
+                self.pipeline,
+                self.topic_guard.refresh_producer,
+                self.topic_guard.check,
+                self.metrics,
+            )
+            self.app.service(cast(Any, self.stream))
+        if "learner" in roles:
+            register_learner(self.app, self.topics, settings, self.pipeline)
+        if self.clickhouse is not None:
+            self.sink = SinkStream(settings, self.tables, self.metrics, self.topic_guard.check)
+            self.app.service(cast(Any, self.sink))
+        log.info("worker.roles", roles=describe(roles), owns_store=self.clickhouse is not None)
         # Once at start (the sentinel must be seen before the broker can lose it), then often.
         self.app.task(self._guard_topics)
         if k.topic_check_every_s > 0:
@@ -106,7 +133,7 @@ class Runtime:
             valid = self.settings.kafka.topics.valid
             self._pipeline = build_pipeline(
                 self.settings, client, self.clickhouse, self.sender, self.metrics,
-                rows=lambda send: TopicRows(send, valid),
+                rows=lambda send: TopicRows(send, valid), sinks=self.tables,
             )  # fmt: skip
         return self._pipeline
 
@@ -168,27 +195,32 @@ class Runtime:
 def build_pipeline(
     settings: Settings,
     redis: aioredis.Redis,
-    clickhouse: Client,
+    clickhouse: Client | None,
     send: Sender,
     metrics: Metrics | None = None,
     key_prefix: str | None = None,
     clock: Callable[[], float] = time.time,
     rows: Callable[[Sender], RowWriter] | None = None,
+    sinks: Mapping[str, TableSink] | None = None,
 ) -> Pipeline:
     """A pipeline on these clients: Redis state and model store, one sink per table.
 
     ``key_prefix`` overrides the Redis prefix (benchmarks and tests isolate runs with it).
     ``rows`` builds where the batch's ClickHouse rows go from ``send`` (the worker's:
     :class:`sinks.row_stream.TopicRows`, for its sink); by default they are inserted at once.
+    ``sinks`` are where the other tables' rows go; by default ClickHouse sinks on ``clickhouse``.
     """
     prefix = key_prefix or settings.redis.key_prefix
     ttl = int(settings.models.horizon_days * 86400) + _STATE_MARGIN_S
-    sinks = table_sinks(settings, clickhouse)
+    if sinks is None:
+        if clickhouse is None:
+            raise ValueError("a pipeline needs a ClickHouse client or its table sinks")
+        sinks = table_sinks(settings, clickhouse)
     return Pipeline(
         settings=settings,
         state=RedisState(redis, prefix, settings.redis.dedup_ttl_s, ttl),
         store=ModelStore(redis, prefix),
-        sinks=sinks,
+        sinks=dict(sinks),
         metrics=metrics or Metrics.create(CollectorRegistry()),
         send=send,
         pii_key=settings.require_pii_key(),
@@ -197,9 +229,11 @@ def build_pipeline(
     )
 
 
-def table_sinks(settings: Settings, clickhouse: Client) -> dict[str, ClickHouseSink]:
+def table_sinks(
+    settings: Settings, clickhouse: Client, lock: threading.Lock | None = None
+) -> dict[str, ClickHouseSink]:
     """One sink per table, on one client (chDB calls must not overlap: one lock)."""
-    lock = threading.Lock()
+    lock = lock or threading.Lock()
     return {
         table: ClickHouseSink(table, clickhouse, settings.clickhouse.database, lock)
         for table in COLUMNS

@@ -456,7 +456,26 @@ def test_prometheus_scrapes_the_worker_metrics_port() -> None:
 
 def test_prometheus_job_matches_the_alert_rules() -> None:
     jobs = {job["job_name"]: job for job in _prometheus()["scrape_configs"]}
-    assert any(t.startswith(f"{WORKER}:") for t in _targets(jobs["leadstream"]))
+    names = {n for sd in jobs["leadstream"].get("dns_sd_configs", []) for n in sd["names"]}
+    assert any(t.startswith(f"{WORKER}:") for t in _targets(jobs["leadstream"])) or WORKER in names
+
+
+def test_worker_roles_are_services_that_scale() -> None:
+    """Each role is a service; none has a fixed name or host port, so `--scale` works."""
+    services = _services()
+    roles: dict[str, str] = {}
+    for name, svc in services.items():
+        command = svc.get("command") or []
+        if command[:1] == ["worker"]:
+            assert "--role" in command, f"{name}: a worker service names its role"
+            roles[command[command.index("--role") + 1]] = name
+            assert "container_name" not in svc and "ports" not in svc, f"{name} cannot scale"
+    assert set(roles) == {"stream", "learner", "sink"}, roles
+    assert roles["stream"] == WORKER
+    # Every replica of every role is scraped.
+    jobs = {job["job_name"]: job for job in _prometheus()["scrape_configs"]}
+    names = {n for sd in jobs["leadstream"].get("dns_sd_configs", []) for n in sd["names"]}
+    assert set(roles.values()) <= names
 
 
 def test_prometheus_targets_are_services() -> None:

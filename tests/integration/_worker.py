@@ -37,6 +37,8 @@ class WorkerRun:
     tmp: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_port: int = field(default_factory=free_port)
+    role: str | None = None  # `worker --role`; None runs every role
+    name: str = "worker"  # its logs' prefix (several processes may share ``tmp``)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -84,9 +86,10 @@ class WorkerRun:
 
     def start(self) -> None:
         self.starts += 1
-        log = (self.tmp / f"worker-{self.starts}.log").open("wb")
+        log = (self.tmp / f"{self.name}-{self.starts}.log").open("wb")
+        role = ["--role", self.role] if self.role else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker"],
+            [sys.executable, "-m", "cli.main", "worker", *role],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -117,7 +120,7 @@ class WorkerRun:
             ) from None
 
     def log_tail(self, lines: int = 30) -> str:
-        logs = sorted(self.tmp.glob("worker-*.log"))
+        logs = sorted(self.tmp.glob(f"{self.name}-*.log"), key=lambda p: p.stat().st_mtime)
         return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:]) if logs else ""
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
