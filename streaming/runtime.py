@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import faust
-from faust.app.base import BootStrategy
 import redis.asyncio as aioredis
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
 from clickhouse_connect.driver.client import Client
+from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agents.sink import SinkStream
