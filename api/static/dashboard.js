@@ -165,6 +165,14 @@ function renderModel(m) {
       values: rolling.filter((r) => r.model_name === name).map((r) => r.auc),
     })),
   });
+  const p = m.published || { examples: 0, positives: 0, auc: null };  // an answer cached before it existed
+  const published = $("#model-published");
+  published.dataset.value = p.auc ?? "";
+  published.dataset.examples = p.examples;
+  published.textContent = "Published scores' AUC against outcomes: " + (p.auc == null
+    ? `not yet (${fmt0.format(p.examples)} labelled leads, ${fmt0.format(p.positives)} converted; it needs both outcomes)`
+    : `${p.auc.toFixed(3)} over ${fmt0.format(p.examples)} labelled leads (${fmt0.format(p.positives)} converted)`);
+  published.title = AUC_READING;
   const latest = new Map();
   for (const r of m.metrics) if (!latest.has(r.model_name + r.scope)) latest.set(r.model_name + r.scope, r);
   table($("#model-table"), MODEL_HEAD,

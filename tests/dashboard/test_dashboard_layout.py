@@ -3,29 +3,55 @@ tables, and the two AUCs named for what they are.
 
 The per-day chart shows two units (leads, spend), each on its own labelled axis with a
 key naming every line; the anomalies table shows its last column at common widths; the
-model panel names the learner's prequential AUC and explains the published scores' AUC.
+model panel names the learner's prequential AUC and shows the published scores' AUC
+against outcomes beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from clickhouse_connect.driver.client import Client
 from playwright.sync_api import Browser, Page
 
 from api.server import Built, ServerThread
+from sinks.rows import COLUMNS, mapping_row
+from tests.dashboard import _data
 from tests.dashboard.conftest import Loaded
-from tests.dashboard.test_dashboard_browser import ARTIFACTS, browser, open_dashboard, serving
+from tests.dashboard.test_dashboard_browser import (
+    ARTIFACTS,
+    api,
+    browser,
+    form,
+    open_dashboard,
+    serving,
+)
 
 __all__ = ["browser"]  # the module fixture, shared with the other browser tests
 
 pytestmark = pytest.mark.integration
 
 
+#: Published scores and outcomes of four leads: 3 of the 4 (converted, not) pairs are
+#: ranked right, so the published scores' AUC is 0.75.
+PUBLISHED = [("pub-1", 1, 0.9), ("pub-2", 0, 0.8), ("pub-3", 1, 0.3), ("pub-4", 0, 0.2)]
+
+
 @pytest.fixture(scope="module")
-def server(redis_url: str, loaded: Loaded, chdb: Client) -> Iterator[tuple[ServerThread, Built]]:
-    with serving(redis_url, loaded, chdb, "dash-layout", refresh_s=60) as running:
+def server(
+    redis_url: str, loaded: Loaded, private_chdb: Client
+) -> Iterator[tuple[ServerThread, Built]]:
+    now = datetime.now(UTC)  # the scorer's clock, as for the learner's metrics
+    rows = [mapping_row("training_examples", {
+        "lead_id": lead, "label": label, "score": score, "model_version": 3,
+        "scored_at": now - timedelta(minutes=5), "labelled_at": now, "revenue": None,
+    }) for lead, label, score in PUBLISHED]  # fmt: skip
+    private_chdb.insert(
+        f"{_data.DB}.training_examples", rows, column_names=list(COLUMNS["training_examples"])
+    )
+    with serving(redis_url, loaded, private_chdb, "dash-layout", refresh_s=60) as running:
         yield running
 
 
@@ -97,7 +123,9 @@ def test_tables_show_their_last_column(page: Page, table: str, last: str) -> Non
     page.locator(f"#{table}").screenshot(path=str(ARTIFACTS / f"{table}-{width}.png"))
 
 
-def test_model_table_names_the_learner_s_auc_and_explains_the_other(page: Page) -> None:
+def test_model_table_names_the_learner_s_auc_and_explains_the_other(
+    page: Page, server: tuple[ServerThread, Built]
+) -> None:
     head = texts(page, "#model-table thead th")
     assert "learner's prequential AUC" in head and "AUC" not in head
     tip = page.get_attribute("#model-table thead th:nth-child(6)", "title") or ""
@@ -106,3 +134,12 @@ def test_model_table_names_the_learner_s_auc_and_explains_the_other(page: Page) 
     for words in ("learner's rolling (prequential) AUC", "published scores' AUC against outcomes",
                   "leadstream_published_scores_roc_auc", "0.5 is chance"):  # fmt: skip
         assert words in " ".join(caption.split()), words
+    # The other AUC, shown beside it: the published scores against the outcomes.
+    published = api(server, "/api/v1/model-health", **form(page))["published"]
+    assert published == {"examples": 4, "positives": 2, "auc": pytest.approx(0.75)}
+    shown = page.locator("#model-published")
+    assert shown.get_attribute("data-value") == "0.75"
+    assert (shown.text_content() or "").startswith(
+        "Published scores' AUC against outcomes: 0.750 over 4 labelled leads"
+    )
+    assert "0.5 is chance" in (shown.get_attribute("title") or "")
