@@ -2,7 +2,8 @@
 
 Authentication accepts a bearer token, HTTP basic user/password, or a session
 cookie that ``/login?token=…`` sets for browsers. The cookie holds an HMAC of
-the token, never the token, and is HttpOnly and SameSite=Strict.
+the token, never the token, and is HttpOnly and SameSite=Strict. A browser without
+credentials gets the login page (:mod:`api._login_page`), an API client the JSON 401.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api._errors import error_response
+from api._login_page import login_page, prefers_html
 from config.settings import ApiSettings
 
 log = structlog.get_logger(__name__)
@@ -62,6 +64,11 @@ class Authenticator:
                 "in the environment or a secrets file, or LEADSTREAM_API__AUTH_ENABLED=false "
                 "for a local demo"
             )
+
+    @property
+    def password_set(self) -> bool:
+        """Whether HTTP basic user and password are accepted."""
+        return bool(self._user and self._password)
 
     def session_value(self) -> str:
         """The cookie value for a browser that logged in with the token."""
@@ -169,6 +176,9 @@ async def _check(request: Request, auth: Authenticator) -> Response | None:
     if repeated:
         return _error(400, f"query parameter(s) {repeated} given more than once")
     if request.url.path not in OPEN_PATHS and not auth.allowed(request):
+        if request.method in ("GET", "HEAD") and prefers_html(request.headers.get("accept", "")):
+            # A browser opening a page: say how to log in rather than show JSON.
+            return login_page(401, basic=auth.password_set, headers=auth.challenge())
         return error_response(
             401, "authentication required: a bearer token or user and password",
             headers=auth.challenge(),

@@ -22,8 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api import _errors
 from api._attribution import attribution_router
-from api._errors import RESPONSES, ApiError
+from api._errors import RESPONSES, ApiError, ErrorItem
 from api._login import LoginLimiter, client_address, over_tls
+from api._login_page import login_page, prefers_html
 from api._openapi import document
 from api._params import (
     DAY,
@@ -129,18 +130,28 @@ def create_app(
     trusted = frozenset(settings.trusted_proxies)
 
     @app.get("/login", include_in_schema=False)
-    def login(request: Request, token: str = Query(max_length=512)) -> Response:
+    def login(request: Request, token: str | None = Query(None, max_length=512)) -> Response:
         if not auth.enabled:
             return RedirectResponse("/", status_code=303)
+        # A browser (the login page's form) is answered with the page again, not JSON.
+        browser = prefers_html(request.headers.get("accept", ""))
+        if token is None:
+            if browser:
+                return login_page(200, basic=auth.password_set)
+            raise ApiError(422, "query.token: Field required",
+                           [ErrorItem(loc=["query", "token"], msg="Field required", type="missing")])  # fmt: skip
         address = client_address(request, trusted)
         wait = limiter.retry_after(address)
         if wait is not None:
-            raise ApiError(
-                429, f"too many failed logins; try again in {wait} s",
-                headers={"Retry-After": str(wait)},
-            )  # fmt: skip
+            detail = f"too many failed logins; try again in {wait} s"
+            if browser:
+                return login_page(429, detail[0].upper() + detail[1:] + ".",
+                                  basic=auth.password_set, headers={"Retry-After": str(wait)})  # fmt: skip
+            raise ApiError(429, detail, headers={"Retry-After": str(wait)})
         if not auth.token_ok(token):
             limiter.failed(address)
+            if browser:
+                return login_page(401, "That token was not accepted.", basic=auth.password_set)
             raise ApiError(401, "wrong token")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class _Return(BaseModel):
@@ -111,11 +111,27 @@ class AnomalyRow(BaseModel):
     detected_at: datetime
 
 
+class PublishedScores(BaseModel):
+    """How the scores sales tools received ranked the leads whose outcome is known.
+
+    Not a model's own (prequential) AUC: each lead's score as published, from the model
+    version live when it arrived, cold-start scores included (table ``training_examples``).
+    """
+
+    examples: int = Field(0, description="labelled leads scored in the period")
+    positives: int = Field(0, description="of them, converted")
+    auc: float | None = Field(
+        None, description="ROC AUC of their published scores against the outcomes (0.5 is "
+        "chance); None without both outcomes"
+    )  # fmt: skip
+
+
 class ModelHealth(BaseModel):
-    """Model metrics over time (table ``model_metrics``) and champion changes."""
+    """Model metrics over time (table ``model_metrics``), champion changes, published scores."""
 
     metrics: list[dict[str, Any]]
     promotions: list[dict[str, Any]]
+    published: PublishedScores = Field(default_factory=PublishedScores)
 
 
 class LeadRow(BaseModel):

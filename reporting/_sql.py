@@ -178,6 +178,14 @@ MODEL_HEALTH = """
     ORDER BY recorded_at DESC, model_name, scope
     LIMIT {limit:UInt32}"""
 
+# The published scores against the outcomes: one row per lead (the latest label).
+PUBLISHED_SCORES = """
+    SELECT count(), sum(label),
+           if(countIf(label = 1) > 0 AND countIf(label = 0) > 0,
+              arrayAUC(groupArray(score), groupArray(label)), NULL)
+    FROM {db:Identifier}.training_examples FINAL
+    WHERE scored_at >= {since:DateTime64(3)} AND scored_at < {until:DateTime64(3)}"""
+
 PROMOTIONS = """
     SELECT at, action, from_model, to_model, from_version, to_version, actor
     FROM {db:Identifier}.model_promotions FINAL

@@ -37,6 +37,7 @@ from reporting._results import (
     LeadRow,
     ModelHealth,
     Options,
+    PublishedScores,
     RoiRow,
 )
 from reporting.pool import ClientPool
@@ -458,9 +459,11 @@ class Analytics:
         return rows[0][0], rows[0][1]
 
     def model_health(self, f: Filters, limit: int = 500) -> ModelHealth:
-        """Model metrics recorded in the period, newest first, and champion changes.
+        """Model metrics recorded in the period, newest first, champion changes, and the
+        published scores' AUC against the outcomes of the leads scored in the period.
 
-        The learner stamps its metrics with its own clock, not with event time. A
+        The learner stamps its metrics (and the scorer its scores) with its own clock, not
+        with event time. A
         period that reaches the data's last day therefore also takes what was recorded
         after it: the model as of that day (on replayed or generated history, all of it).
         """
@@ -473,7 +476,9 @@ class Analytics:
         metrics = [dict(zip(cols, r, strict=True)) for r in self._rows(_sql.MODEL_HEALTH, params)]
         pcols = ("at", "action", "from_model", "to_model", "from_version", "to_version", "actor")
         promotions = [dict(zip(pcols, r, strict=True)) for r in self._rows(_sql.PROMOTIONS, params)]
-        return ModelHealth(metrics=metrics, promotions=promotions)
+        ((examples, positives, auc),) = self._rows(_sql.PUBLISHED_SCORES, params)
+        published = PublishedScores(examples=examples, positives=positives or 0, auc=auc)
+        return ModelHealth(metrics=metrics, promotions=promotions, published=published)
 
     def leads(self, f: Filters, limit: int = 100) -> list[LeadRow]:
         """The best-scored leads of the period that match the filters (drill-down)."""

@@ -1,5 +1,5 @@
 // leadstream dashboard: the attribution panel (one model, or two side by side, by channel;
-// click a channel for its campaigns). Uses the helpers of dashboard.js, loaded before it.
+// click a channel for its campaigns). Uses the helpers of charts.js and dashboard.js, loaded before it.
 // Each cell carries data-value with the number the API returned (tests/attribution).
 "use strict";
 

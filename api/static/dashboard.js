@@ -3,35 +3,7 @@
 // so what is drawn can be checked against the API (tests/dashboard).
 "use strict";
 
-const SVGNS = "http://www.w3.org/2000/svg";
 const state = { refreshS: 5, watermark: null, options: null, timer: null, seq: 0, insights: false };
-const fmt0 = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
-const fmt2 = new Intl.NumberFormat("en", { maximumFractionDigits: 2 });
-const money = (v) => (v == null ? "–" : fmt0.format(v));
-const pct = (v) => (v == null ? "–" : (v * 100).toFixed(1) + "%");
-const $ = (sel) => document.querySelector(sel);
-
-function h(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "onclick") node.addEventListener("click", v);
-    else node.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
-
-function s(tag, attrs, ...children) {
-  const node = document.createElementNS(SVGNS, tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined) continue;
-    if (k === "onclick") node.addEventListener("click", v);
-    else node.setAttribute(k, String(v));
-  }
-  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 async function api(path, params) {
   const url = new URL(path, window.location.origin);
@@ -58,110 +30,6 @@ function setStatus(text, error) {
   node.classList.toggle("error", Boolean(error));
 }
 
-// -- charts --------------------------------------------------------------------------
-
-// Charts are drawn in the pixels of their container, so text stays at its CSS size.
-const widthOf = (container) => Math.max(280, Math.round(container.clientWidth || 640));
-
-function barsH(container, rows, opts) {
-  // Horizontal bars: rows of {key, label, value, text, cls}; clickable if opts.onClick.
-  const o = opts || {};
-  const width = widthOf(container);
-  const rowH = 24, labelW = Math.min(120, width * 0.3), valueW = Math.min(260, width * 0.4);
-  const max = Math.max(1e-9, ...rows.map((r) => r.value));
-  const root = s("svg", { viewBox: `0 0 ${width} ${Math.max(rowH, rows.length * rowH)}`, role: "img" });
-  rows.forEach((r, i) => {
-    const y = i * rowH;
-    const w = Math.max(1, ((width - labelW - valueW) * r.value) / max);
-    const g = s("g", {
-      class: o.onClick ? "clickable" : null, "data-key": r.key, "data-value": r.value,
-      onclick: o.onClick ? () => o.onClick(r.key) : null,
-    });
-    g.append(
-      s("text", { x: 0, y: y + 16, class: "label" }, r.label),
-      s("rect", { x: labelW, y: y + 4, width: w, height: rowH - 8, class: "bar " + (r.cls || "") }),
-      s("text", { x: labelW + w + 6, y: y + 16 }, r.text),
-      s("title", {}, `${r.label}: ${r.text}`),
-    );
-    root.append(g);
-  });
-  container.replaceChildren(rows.length ? root : h("p", { class: "empty" }, "no data"));
-}
-
-function columns(container, rows) {
-  // Vertical bars of {key, value, label}: the score histogram.
-  const width = widthOf(container), height = 160, pad = 4;
-  const max = Math.max(1e-9, ...rows.map((r) => r.value));
-  const bw = (width - pad) / Math.max(1, rows.length);
-  const root = s("svg", { viewBox: `0 0 ${width} ${height + 20}`, role: "img" });
-  root.append(s("line", { x1: pad, y1: height, x2: width, y2: height, class: "axis" }));
-  rows.forEach((r, i) => {
-    const bh = (height - 10) * (r.value / max);
-    const x = pad + i * bw;
-    root.append(
-      s("rect", { x: x + 1, y: height - bh, width: Math.max(1, bw - 2), height: bh,
-                  class: "bar", "data-key": r.key, "data-value": r.value },
-        s("title", {}, `${r.label}: ${fmt0.format(r.value)}`)),
-    );
-    if (i % 5 === 0) root.append(s("text", { x, y: height + 14 }, r.label.split("–")[0]));
-  });
-  root.append(s("text", { x: width - 20, y: height + 14 }, "1"));
-  container.replaceChildren(rows.some((r) => r.value) ? root : h("p", { class: "empty" }, "no scored leads"));
-}
-
-function lines(container, series, labels) {
-  // Line chart; each series {name, cls, values[]} is scaled to its own maximum.
-  const width = widthOf(container), height = 160, pad = 4;
-  const root = s("svg", { viewBox: `0 0 ${width} ${height + 34}`, role: "img" });
-  const n = Math.max(1, labels.length - 1);
-  series.forEach((ser, k) => {
-    const max = Math.max(1e-9, ...ser.values);
-    const pts = ser.values.map((v, i) => `${pad + ((width - 2 * pad) * i) / n},${height - (height - 10) * (v / max)}`);
-    root.append(s("polyline", { points: pts.join(" "), class: "line " + (ser.cls || ""),
-                                "data-key": ser.name, "data-value": ser.values.reduce((a, b) => a + b, 0) }));
-    root.append(s("text", { x: 4 + k * 220, y: height + 30, class: "label" },
-                  `${ser.name} (max ${fmt0.format(Math.max(...ser.values, 0))})`));
-  });
-  if (labels.length) {
-    root.append(s("text", { x: 0, y: height + 14 }, labels[0]));
-    root.append(s("text", { x: width - 70, y: height + 14 }, labels[labels.length - 1]));
-  }
-  container.replaceChildren(labels.length ? root : h("p", { class: "empty" }, "no data"));
-}
-
-function stacked(container, rows) {
-  // Rows of {key, parts: {A, B, C, D}} as 100% stacked horizontal bars.
-  const width = widthOf(container);
-  const rowH = 24, labelW = Math.min(120, width * 0.3);
-  const root = s("svg", { viewBox: `0 0 ${width} ${Math.max(rowH, rows.length * rowH)}`, role: "img" });
-  rows.forEach((r, i) => {
-    const total = Object.values(r.parts).reduce((a, b) => a + b, 0) || 1;
-    let x = labelW;
-    root.append(s("text", { x: 0, y: i * rowH + 16, class: "label" }, r.key));
-    for (const band of ["A", "B", "C", "D"]) {
-      const v = r.parts[band] || 0;
-      const w = ((width - labelW) * v) / total;
-      root.append(s("rect", { x, y: i * rowH + 4, width: w, height: rowH - 8, class: "band-" + band,
-                              "data-key": `${r.key}/${band}`, "data-value": v },
-                    s("title", {}, `${r.key} band ${band}: ${fmt0.format(v)} (${pct(v / total)})`)));
-      x += w;
-    }
-  });
-  container.replaceChildren(rows.length ? root : h("p", { class: "empty" }, "no data"));
-}
-
-function table(node, head, rows, opts) {
-  const o = opts || {};
-  const thead = h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c))));
-  const body = h("tbody", {}, rows.map((r) => h("tr", {
-    class: o.onClick ? "clickable" + (o.selected === r.key ? " selected" : "") : null,
-    "data-key": r.key, onclick: o.onClick ? () => o.onClick(r.key) : null,
-  }, r.cells.map((c) => (c instanceof Node ? c : h("td", {}, c))))));
-  node.replaceChildren(thead, body);
-  if (!rows.length) node.append(h("tbody", {}, h("tr", {}, h("td", { class: "empty", colspan: head.length }, "nothing in this period"))));
-}
-
-const td = (value, text, cls) => h("td", { "data-value": value, class: cls || null }, text);
 
 // -- views ---------------------------------------------------------------------------
 
@@ -183,10 +51,15 @@ function renderKpis(k) {
       h("div", { class: "change " + (goodWhenUp === 0 ? "flat" : dir) }, arrow));
   });
   $("#kpis").replaceChildren(...cards);
-  lines($("#trend"), [
-    { name: "leads", values: k.daily.map((d) => d.leads) },
-    { name: "spend", cls: "alt", values: k.daily.map((d) => d.spend) },
-  ], k.daily.map((d) => d.day));
+  // Two units, two axes: leads (a count) on the left, spend (money) on the right.
+  lines($("#trend"), {
+    x: k.daily.map((d) => d.day),
+    axes: [{ name: "leads", format: compact.format }, { name: "spend", format: compact.format }],
+    series: [
+      { name: "leads per day", axis: 0, values: k.daily.map((d) => d.leads) },
+      { name: "spend per day", axis: 1, values: k.daily.map((d) => d.spend) },
+    ],
+  });
 }
 
 const STAGE_LABEL = { leads: "Leads", mql: "MQL", sql: "SQL", opportunity: "Opportunity", won: "Won" };
@@ -269,15 +142,40 @@ function renderAnomalies(rows) {
   })));
 }
 
+// The model table's AUC is the learner's own: each example scored before it is learned.
+// The AUC of the scores sales tools received (cold-start ones included) is another number,
+// leadstream_published_scores_roc_auc on /metrics; the caption says so.
+const AUC_READING = "0.5 is chance, 1.0 ranks every converter first";
+const MODEL_HEAD = [
+  "model", "role", "version",
+  ["scope", "rolling: over the latest labelled leads (the learner's window); overall: since the model started"],
+  "examples",
+  ["learner's prequential AUC", `test-then-train ROC AUC: each labelled lead scored before the model learns it; ${AUC_READING}`],
+  ["log loss", "lower is better"], ["Brier", "lower is better"],
+];
+
 function renderModel(m) {
   const rolling = m.metrics.filter((r) => r.scope === "rolling" && r.auc != null).reverse();
   const names = [...new Set(rolling.map((r) => r.model_name))];
-  lines($("#model"), names.map((name, i) => ({
-    name: `${name} AUC`, cls: i ? "alt" : "", values: rolling.filter((r) => r.model_name === name).map((r) => r.auc),
-  })), rolling.filter((r) => r.model_name === names[0]).map((r) => String(r.recorded_at).slice(0, 16).replace("T", " ")));
+  lines($("#model"), {
+    x: rolling.filter((r) => r.model_name === names[0]).map((r) => String(r.recorded_at).slice(0, 16).replace("T", " ")),
+    axes: [{ name: "AUC", format: (v) => v.toFixed(2), lo: 0.5, hi: 1 }],
+    series: names.map((name) => ({
+      name: `${name}: learner's rolling (prequential) AUC`, axis: 0,
+      values: rolling.filter((r) => r.model_name === name).map((r) => r.auc),
+    })),
+  });
+  const p = m.published || { examples: 0, positives: 0, auc: null };  // an answer cached before it existed
+  const published = $("#model-published");
+  published.dataset.value = p.auc ?? "";
+  published.dataset.examples = p.examples;
+  published.textContent = "Published scores' AUC against outcomes: " + (p.auc == null
+    ? `not yet (${fmt0.format(p.examples)} labelled leads, ${fmt0.format(p.positives)} converted; it needs both outcomes)`
+    : `${p.auc.toFixed(3)} over ${fmt0.format(p.examples)} labelled leads (${fmt0.format(p.positives)} converted)`);
+  published.title = AUC_READING;
   const latest = new Map();
   for (const r of m.metrics) if (!latest.has(r.model_name + r.scope)) latest.set(r.model_name + r.scope, r);
-  table($("#model-table"), ["model", "role", "version", "scope", "examples", "AUC", "log loss", "Brier"],
+  table($("#model-table"), MODEL_HEAD,
     [...latest.values()].map((r) => ({ key: r.model_name + "/" + r.scope, cells: [
       td(r.model_name, r.model_name), td(r.role, r.role), td(r.model_version, r.model_version), td(r.scope, r.scope),
       td(r.examples, fmt0.format(r.examples)), td(r.auc ?? "", r.auc == null ? "–" : r.auc.toFixed(3)),

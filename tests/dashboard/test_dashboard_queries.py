@@ -116,6 +116,8 @@ def test_cohorts_anomalies_model_health(analytics: Analytics) -> None:
     ] == ["email"]
     health = analytics.model_health(ALL)
     assert len(health.metrics) == 11 and health.metrics[0]["model_version"] == 11
+    # No labelled leads in this data: no published scores' AUC, and no error.
+    assert health.published.model_dump() == {"examples": 0, "positives": 0, "auc": None}
 
 
 def test_a_replayed_batch_is_not_counted_twice(

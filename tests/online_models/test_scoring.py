@@ -107,6 +107,28 @@ def test_reason_text_reads_for_sales() -> None:
     assert texts["channel=events"] == "channel is events: raises the score"
 
 
+def test_every_reason_has_one_colon_before_its_effect() -> None:
+    # A newcomer once read "e-mail opens: 3: raises the score"; a value is quoted once,
+    # in the phrase, and one colon separates the phrase from the effect.
+    from online_models.importance import published_explanation
+
+    model = _trained()
+    lead = {"channel": "paid_search", "pages_viewed": 5, "pricing_page_visits": 3,
+            "email_opens": 3, "email_clicks": 2, "company_size": 250, "industry": "saas",
+            "country": "DE", "seniority": "vp", "email_is_free": True, "demo_requested": True}  # fmt: skip
+    e = model.explain_one(lead_features(lead, {"demo_request": 1, "page_view": 4}))
+    published = published_explanation(e, len(e.raw), lead)["reasons"]
+    texts = [reason(c, lead)["text"] for c in e.contributions] + [r["text"] for r in published]
+    assert len(texts) > 10
+    for text in texts:
+        phrase, _, effect = text.partition(": ")
+        assert effect in ("raises the score", "lowers the score"), text
+        assert ":" not in phrase, text
+    shown = {r["feature"]: r["text"].partition(": ")[0] for r in published}
+    assert shown["email_opens"] == "3 e-mail opens"
+    assert shown["log_company_size"] == "company size 250 employees"
+
+
 def test_bundle_survives_pickling() -> None:
     bundle = ModelBundle(version=3, scorer=_trained(500))
     copy = pickle.loads(pickle.dumps(bundle))
