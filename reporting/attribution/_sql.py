@@ -71,7 +71,9 @@ SELECT stage, p.2 AS channel, p.3 AS campaign,
 FROM (
     SELECT stage, rev, path, length(path) AS n,
            arrayLastIndex(x -> x.2 != 'direct', path) AS k,
-           arrayMap(x -> exp2(-dateDiff('second', x.1, conv_at) / (86400 * {half_life:Float64})),
+           -- Halved per half-life before the last touch (not the conversion): the same
+           -- shares, and no underflow to 0/0 when every touch is many half-lives old.
+           arrayMap(x -> exp2(-dateDiff('second', x.1, path[-1].1) / (86400 * {half_life:Float64})),
                     path) AS decay,
            arraySum(decay) AS dsum,
            arrayMap(i -> (

@@ -192,3 +192,13 @@ def test_a_replayed_batch_is_not_counted_twice(chdb: Client, table: AttributionT
     again = Attribution(chdb, db).table(date(2026, 3, 1), date(2026, 3, 31), replicates=20)
     for model in MODELS:
         assert again.view(model) == table.view(model), model
+
+
+def test_a_tiny_half_life_gives_the_last_touch_its_credit(chdb: Client) -> None:
+    """Touches hundreds of half-lives old once decayed to 0/0 (NaN in the API's answer)."""
+    table = Attribution(chdb, DB).table(date(2026, 3, 1), date(2026, 3, 31), lookback_days=90,
+                                        half_life_days=0.005, replicates=5)  # fmt: skip
+    decay = _by(table, "time_decay", "sql")
+    assert all(math.isfinite(v) for v in decay.values())
+    credited = {c: v for c, v in decay.items() if v}  # older touches: below 1e-6
+    assert credited == pytest.approx(_by(table, "last_touch", "sql"), abs=1e-6)
