@@ -46,34 +46,26 @@ setting, and cancelling a query when its client goes away.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import http.client
 import json
 import os
 import secrets
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 from clickhouse_connect.driver.client import Client
 
-from sinks._relay_engine import EngineOutcome, RelayEngine
-from sinks._relay_protocol import RequestError, credentials, parse_request
+from sinks._relay_engine import RelayEngine
+from sinks._relay_http import RELAY_USER, RelayServer
 
 __all__ = ["RELAY_FILE", "RelayAddress", "StoreRelay", "find_relay", "start_relay"]
 
 log = structlog.get_logger(__name__)
 
 RELAY_FILE = "relay.json"
-_USER = "leadstream"
-_MAX_BODY = 512 * 1024 * 1024  # an insert larger than this is refused (413)
-_IDLE_S = 30.0  # a kept-alive connection with no request for this long is closed
 
 
 @dataclass(frozen=True)
@@ -133,7 +125,7 @@ class StoreRelay:
         self.port = port
         self._password = secrets.token_urlsafe(24)
         self._engine: RelayEngine | None = None
-        self._server: _Server | None = None
+        self._server: RelayServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -142,7 +134,7 @@ class StoreRelay:
         if self._server is None:
             raise RuntimeError("the store relay is not started")
         host, port = self._server.server_address[:2]
-        return RelayAddress(f"http://{host!s}:{port}", _USER, self._password, os.getpid())
+        return RelayAddress(f"http://{host!s}:{port}", RELAY_USER, self._password, os.getpid())
 
     def start(self) -> StoreRelay:
         """Open the relay's chDB handle, listen, and write ``relay.json``."""
@@ -151,11 +143,10 @@ class StoreRelay:
         engine = RelayEngine(os.path.realpath(self.chdb_path), self.lock)
         engine.open()
         try:
-            server = _Server((self.host, self.port), _Handler)
+            server = RelayServer((self.host, self.port), engine, self._password)
         except OSError:
             engine.close()
             raise
-        server.relay_engine, server.relay_password = engine, self._password
         self._engine, self._server = engine, server
         self._thread = threading.Thread(
             target=server.serve_forever, name="leadstream-store-relay", daemon=True
@@ -281,161 +272,3 @@ def _remove_address(path: Path, address: RelayAddress) -> None:
     if raw.get("pid") == address.pid and raw.get("url") == address.url:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-class _Server(ThreadingHTTPServer):
-    """Threads per connection; knows its open connections so that stop can close them."""
-
-    daemon_threads = True
-    relay_engine: RelayEngine
-    relay_password: str
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def track(self, conn: socket.socket, is_open: bool) -> None:
-        with self._open_lock:
-            (self._open.add if is_open else self._open.discard)(conn)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            conns, self._open = list(self._open), set()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """One connection: ClickHouse's ``/ping``, and queries on ``/``."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive: clickhouse-connect pools its connections
-    server_version = "leadstream-store-relay"
-    timeout = _IDLE_S
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in two writes: without this, Nagle's algorithm and the
-        # client's delayed ACK hold every answer back by ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path in ("/ping", "/") and not url.query:
-            self._send(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
-        elif url.path == "/":
-            self._execute(url.query, b"", read_only=True)
-        else:
-            self._refuse(RequestError(1002, f"There is no handle {url.path}", 404))
-
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        try:
-            body = self._body()
-        except RequestError as exc:
-            self.close_connection = True  # the rest of the body is not read
-            self._refuse(exc)
-            return
-        if url.path != "/":
-            self._refuse(RequestError(1002, f"There is no handle {url.path}", 404))
-            return
-        self._execute(url.query, body, read_only=False)
-
-    def _execute(self, query_string: str, body: bytes, read_only: bool) -> None:
-        started = time.perf_counter()
-        engine = self.server.relay_engine
-        headers = dict(self.headers.items())
-        try:
-            given = credentials(query_string, headers)
-            if given is None or not (
-                hmac.compare_digest(given[0].encode(), _USER.encode())
-                and hmac.compare_digest(given[1].encode(), self.server.relay_password.encode())
-            ):
-                raise RequestError(
-                    516,
-                    f"{(given or ('default', ''))[0]}: Authentication failed: password is"
-                    " incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)",
-                    401,
-                )
-            request = parse_request(query_string, headers, body)
-            outcome = engine.execute(request, read_only=read_only)
-        except RequestError as exc:
-            log.info("relay.query_failed", code=exc.code, status=exc.status, error=str(exc)[:300])
-            self._refuse(exc)
-            return
-        self._answer(outcome, request.query_id, engine.timezone)
-        log.debug(
-            "relay.query",
-            query_id=request.query_id,
-            ms=round((time.perf_counter() - started) * 1e3, 2),
-        )
-
-    def _answer(self, outcome: EngineOutcome, query_id: str, timezone: str) -> None:
-        headers = {
-            "Content-Type": "application/octet-stream"
-            if outcome.fmt not in (None, "TabSeparated", "TSV")
-            else "text/tab-separated-values; charset=UTF-8",
-            "X-ClickHouse-Query-Id": query_id,
-            "X-ClickHouse-Timezone": timezone,
-            "X-ClickHouse-Summary": json.dumps(outcome.summary),
-        }
-        if outcome.fmt is not None:
-            headers["X-ClickHouse-Format"] = outcome.fmt
-        self._send(200, outcome.body, headers)
-
-    def _refuse(self, exc: RequestError) -> None:
-        text = str(exc)
-        if not text.startswith("Code: "):
-            text = f"Code: {exc.code}. DB::Exception: {text}"
-        self._send(exc.status, f"{text}\n".encode(), {
-            "Content-Type": "text/plain; charset=UTF-8",
-            "X-ClickHouse-Exception-Code": str(exc.code),
-        })  # fmt: skip
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _body(self) -> bytes:
-        """The request body, by Content-Length or chunked (urllib3 chunks streamed inserts)."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            parts: list[bytes] = []
-            size = 0
-            while True:
-                line = self.rfile.readline(1024)
-                try:
-                    length = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                except ValueError as exc:
-                    raise RequestError(33, f"a malformed chunk size {line[:40]!r}") from exc
-                if length == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(parts)
-                size += length
-                if size > _MAX_BODY:
-                    raise RequestError(241, f"the request body is over {_MAX_BODY} bytes", 413)
-                parts.append(self.rfile.read(length))
-                self.rfile.readline(1024)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY:
-            raise RequestError(241, f"the request body is over {_MAX_BODY} bytes", 413)
-        return self.rfile.read(length) if length else b""
-
-    def log_message(self, format: str, *args: Any) -> None:  # stdlib's parameter name
-        """Access lines go to structlog at debug level, not to standard error."""
-        log.debug("relay.http", line=format % args)
