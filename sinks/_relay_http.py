@@ -51,6 +51,13 @@ class RelayServer(ThreadingHTTPServer):
         with self._open_lock:
             (self._open.add if is_open else self._open.discard)(conn)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke (the client left, or :meth:`close_connections`): log it.
+
+        socketserver's default prints a traceback to standard error.
+        """
+        log.info("relay.connection_error", client=str(client_address), exc_info=True)
+
     def close_connections(self) -> None:
         with self._open_lock:
             conns, self._open = list(self._open), set()
@@ -183,8 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
                     raise RequestError(241, f"the request body is over {_MAX_BODY} bytes", 413)
                 parts.append(self.rfile.read(length))
                 self.rfile.readline(1024)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as exc:
+            raise RequestError(33, "a malformed Content-Length") from exc
+        if length < 0 or length > _MAX_BODY:
             raise RequestError(241, f"the request body is over {_MAX_BODY} bytes", 413)
         return self.rfile.read(length) if length else b""
 

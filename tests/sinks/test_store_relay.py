@@ -174,7 +174,10 @@ def test_an_insert_through_the_relay_lands_in_the_owners_store(tmp_path: Path) -
         assert set(json.loads(relay_file.read_text())) == {"url", "user", "password", "pid"}
         c = connect(ClickHouseSettings(chdb_path=owner.path, database=_views.DB))
         now = datetime.now(UTC)
-        c.insert(TICKS, [[1_000_000 + i, now] for i in range(3)], column_names=["n", "at"])
+        summary = c.insert(
+            TICKS, [[1_000_000 + i, now] for i in range(3)], column_names=["n", "at"]
+        )
+        assert summary.written_rows == 3  # from the X-ClickHouse-Summary header
         # A client that compresses its inserts (clickhouse-connect's default) is read too.
         a = find_relay(owner.path)
         assert a is not None
@@ -273,3 +276,51 @@ def test_overhead_of_a_small_query_through_the_relay(owner: Owner, client: Clien
     print(f"\nSELECT 1: {direct:.3f} ms in the owner (chDB), {relayed:.3f} ms through the relay"
           f" (+{relayed - direct:.3f} ms per query)")  # fmt: skip
     assert relayed > 0
+
+
+def test_settings_last_for_their_request_only(owner: Owner, client: Client) -> None:
+    default = client.command("SELECT getSetting('max_threads')")
+    one = client.query("SELECT getSetting('max_threads')", settings={"max_threads": 1})
+    assert one.result_rows == [(1,)]
+    assert client.command("SELECT getSetting('max_threads')") == default
+    # Without a session, SET and USE are a no-op beyond their own request, as over HTTP.
+    client.command("SET max_threads = 1")
+    client.command(f"USE {_views.DB}")
+    assert client.command("SELECT getSetting('max_threads')") == default
+    assert client.command("SELECT currentDatabase()") == "default"
+
+
+def test_a_client_with_a_database_reads_unqualified_names(owner: Owner) -> None:
+    relay = find_relay(owner.path)
+    assert relay is not None
+    c = clickhouse_connect.get_client(host=relay.host, port=relay.port, username=relay.user,
+                                      password=relay.password, database=_views.DB)  # fmt: skip
+    try:
+        assert c.command("SELECT currentDatabase()") == _views.DB
+        assert c.query("SELECT count() FROM leads").result_rows[0][0] > 1000
+        csv = c.raw_query("SELECT 1 AS a, 'x' AS b", fmt="CSVWithNames")
+        assert csv == b'"a","b"\n1,"x"\n'
+    finally:
+        c.close()
+
+
+def test_get_runs_reads_only(owner: Owner) -> None:
+    relay = find_relay(owner.path)
+    assert relay is not None
+    auth = {"X-ClickHouse-User": relay.user, "X-ClickHouse-Key": relay.password}
+    conn = http.client.HTTPConnection(relay.host, relay.port, timeout=10)
+    try:
+        conn.request("GET", "/?query=SELECT%2040%2B2", headers=auth)
+        read = conn.getresponse()
+        assert (read.status, read.read(), read.getheader("X-ClickHouse-Format")) == (
+            200, b"42\n", "TabSeparated",
+        )  # fmt: skip
+        conn.request("GET", f"/?query=DROP%20TABLE%20{TICKS}", headers=auth)
+        write = conn.getresponse()
+        assert (write.status, write.getheader("X-ClickHouse-Exception-Code")) == (400, "164")
+        write.read()
+        conn.request("GET", "/ping")
+        ping = conn.getresponse()
+        assert (ping.status, ping.read()) == (200, b"Ok.\n")
+    finally:
+        conn.close()
