@@ -205,6 +205,9 @@ def test_a_bad_query_is_clickhouse_connects_database_error_with_the_engines_mess
     with pytest.raises(DatabaseError) as syntax:
         client.command("SELEC 1")
     assert syntax.value.code == 62 and "Syntax error" in str(syntax.value)
+    with pytest.raises(DatabaseError) as garbage:
+        client.raw_insert(TICKS, ["n"], insert_block=b"not native", fmt="Native")
+    assert garbage.value.code in (32, 33)  # the engine could not read the rows
     assert client.command("SELECT 2") == 2  # the relay goes on
 
 
