@@ -99,9 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         try:
+            # Who asks is checked before the body is read: a stranger's upload is not taken in.
+            self._check_password(url.query)
             body = self._body()
         except RequestError as exc:
             self.close_connection = True  # the rest of the body is not read
+            log.info("relay.refused", code=exc.code, status=exc.status, error=str(exc)[:300])
             self._refuse(exc)
             return
         if url.path != "/":
@@ -109,23 +112,26 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._execute(url.query, body, read_only=False)
 
+    def _check_password(self, query_string: str) -> None:
+        given = credentials(query_string, dict(self.headers.items()))
+        if given is None or not (
+            hmac.compare_digest(given[0].encode(), RELAY_USER.encode())
+            and hmac.compare_digest(given[1].encode(), self.server.relay_password.encode())
+        ):
+            raise RequestError(
+                516,
+                f"{(given or ('default', ''))[0]}: Authentication failed: password is"
+                " incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)",
+                401,
+            )
+
     def _execute(self, query_string: str, body: bytes, read_only: bool) -> None:
         started = time.perf_counter()
         engine = self.server.relay_engine
-        headers = dict(self.headers.items())
         try:
-            given = credentials(query_string, headers)
-            if given is None or not (
-                hmac.compare_digest(given[0].encode(), RELAY_USER.encode())
-                and hmac.compare_digest(given[1].encode(), self.server.relay_password.encode())
-            ):
-                raise RequestError(
-                    516,
-                    f"{(given or ('default', ''))[0]}: Authentication failed: password is"
-                    " incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)",
-                    401,
-                )
-            request = parse_request(query_string, headers, body)
+            if read_only:  # a POST checked the password before reading its body
+                self._check_password(query_string)
+            request = parse_request(query_string, dict(self.headers.items()), body)
             outcome = engine.execute(request, read_only=read_only)
         except RequestError as exc:
             log.info("relay.query_failed", code=exc.code, status=exc.status, error=str(exc)[:300])

@@ -173,6 +173,7 @@ class StoreRelay:
             self._thread.join(timeout=10)
         if self._engine is not None:
             self._engine.close()
+            self._engine = None
         log.info("relay.stopped", url=address.url)
 
     def __enter__(self) -> StoreRelay:
