@@ -327,3 +327,19 @@ def test_get_runs_reads_only(owner: Owner) -> None:
         assert (ping.status, ping.read()) == (200, b"Ok.\n")
     finally:
         conn.close()
+
+
+def test_leadstream_report_runs_while_another_process_holds_the_store(
+    owner: Owner, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSTREAM_")}
+    env.update(PYTHONPATH=str(ROOT), COLUMNS="200", LEADSTREAM_CLICKHOUSE__CHDB_PATH=str(owner.path),
+               LEADSTREAM_CLICKHOUSE__DATABASE=_views.DB)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "report", "--format", "csv"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "clickhouse.via_relay" in out.stdout + out.stderr
+    written = sorted(p.name for p in (tmp_path / "var" / "reports").rglob("*-kpis.csv"))
+    assert len(written) == 1, out.stdout
