@@ -4,11 +4,16 @@ The same clickhouse-connect code talks to chDB (embedded, ``interface="chdb"``)
 and to a ClickHouse server over HTTP (production, a DSN). chDB allows one
 process per data directory and its client is synchronous: calls run in a
 worker thread under a lock so the event loop keeps consuming.
+
+The process that owns a chDB directory can serve it to the others with
+:func:`start_relay` (:mod:`sinks.store_relay`); :func:`connect` in another
+process then gets clickhouse-connect's HTTP client to that relay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -25,6 +30,9 @@ from config.settings import ClickHouseSettings
 from sinks.exceptions import SinkBackpressureError, SinkError
 from sinks.metrics import Metrics
 from sinks.rows import COLUMNS, Row, TableSink
+from sinks.store_relay import RelayAddress, find_relay
+from sinks.store_relay import StoreRelay as StoreRelay
+from sinks.store_relay import start_relay as start_relay
 
 log = structlog.get_logger(__name__)
 
@@ -34,19 +42,58 @@ _RETRYABLE = ("TOO_MANY_PARTS", "TIMEOUT", "Timeout", "MEMORY_LIMIT", "Connectio
 
 
 def connect(cfg: ClickHouseSettings) -> Client:
-    """A client for the configured ClickHouse: a server DSN if set, else chDB in ``chdb_path``."""
+    """A client for the configured ClickHouse: a server DSN if set, else chDB in ``chdb_path``.
+
+    When another process holds ``chdb_path`` and serves it with its store relay, the
+    client is clickhouse-connect's HTTP client to that relay.
+    """
     if not _IDENT.match(cfg.database):
         raise ValueError(f"clickhouse database name {cfg.database!r} is not a plain identifier")
     if cfg.dsn:
         return clickhouse_connect.get_client(dsn=cfg.dsn)
     cfg.chdb_path.mkdir(parents=True, exist_ok=True)
+    # A live relay of another process means that process holds the directory: go
+    # straight to it, instead of a failed engine start (which also prints chDB's own
+    # "Cannot lock file" to standard error).
+    relay = _other_relay(cfg)
+    if relay is not None:
+        return _via_relay(cfg, relay)
     try:
         return clickhouse_connect.get_client(interface="chdb", path=str(cfg.chdb_path))
     except Exception as exc:  # chDB raises its own types; name the fix.
+        relay = _other_relay(cfg)  # its owner may have started the relay meanwhile
+        if relay is not None:
+            return _via_relay(cfg, relay)
         raise SinkError(
             f"cannot open chDB at {cfg.chdb_path}: {exc}. Only one process may use a chDB "
-            "directory: stop the other leadstream process or set LEADSTREAM_CLICKHOUSE__CHDB_PATH"
+            "directory: run the store's owner with its relay (`leadstream worker`, which "
+            "serves it) or stop the other leadstream process, or set "
+            "LEADSTREAM_CLICKHOUSE__CHDB_PATH"
         ) from exc
+
+
+def _other_relay(cfg: ClickHouseSettings) -> RelayAddress | None:
+    relay = find_relay(cfg.chdb_path)
+    return relay if relay is not None and relay.pid != os.getpid() else None
+
+
+def _via_relay(cfg: ClickHouseSettings, relay: RelayAddress) -> Client:
+    """clickhouse-connect's HTTP client to ``relay``: no session (the relay keeps none, and
+    the API's pool then shares it between threads), no compression (loopback)."""
+    try:
+        client = clickhouse_connect.get_client(
+            host=relay.host, port=relay.port, interface="http", username=relay.user,
+            password=relay.password, compress=False, autogenerate_session_id=False,
+        )  # fmt: skip
+    except ClickHouseError as exc:
+        raise SinkError(
+            f"the store {cfg.chdb_path} is served by process {relay.pid} at {relay.url}, "
+            f"which refused the connection: {str(exc)[:300]}"
+        ) from exc
+    log.info(
+        "clickhouse.via_relay", url=relay.url, owner_pid=relay.pid, chdb_path=str(cfg.chdb_path)
+    )
+    return client
 
 
 def migrations() -> list[tuple[int, str, str]]:
