@@ -100,13 +100,14 @@ def refuse_placeholder_secrets(settings: Settings) -> None:
 def store_problem(settings: Settings, exc: Exception) -> str:
     """One line for a ClickHouse store that would not open, with the fix.
 
-    chDB (the embedded store) opens a data directory in one process only, so
-    ``serve``, ``report`` and the others cannot read it while a worker runs.
+    chDB (the embedded store) opens a data directory in one process only. A running
+    worker shares it (its store relay), so this is another command holding it: a
+    ``serve``, ``report`` or ``demo``, which do not share it.
 
     >>> from config.settings import load_settings
     >>> s = load_settings(clickhouse={"chdb_path": "var/chdb"})
     >>> store_problem(s, RuntimeError("Failed to create connection: Code: 36"))  # doctest: +ELLIPSIS
-    'the store var/chdb is in use by another process (a running `leadstream worker`?): ...'
+    'the store var/chdb is in use by another process that does not share it (a `leadstream serve`, `report` or `demo`?): ...'
     """
     cfg = settings.clickhouse
     if cfg.dsn:
@@ -116,9 +117,10 @@ def store_problem(settings: Settings, exc: Exception) -> str:
             f"(LEADSTREAM_CLICKHOUSE__DSN): {detail}"
         )
     return (
-        f"the store {cfg.chdb_path} is in use by another process (a running `leadstream "
-        "worker`?): chDB opens a data directory in one process only. Stop that process "
-        "and run this again, or use a ClickHouse server (LEADSTREAM_CLICKHOUSE__DSN)"
+        f"the store {cfg.chdb_path} is in use by another process that does not share it (a "
+        "`leadstream serve`, `report` or `demo`?): chDB opens a data directory in one "
+        "process only, and only a running `leadstream worker` shares it. Stop that process "
+        "(start the worker first), or use a ClickHouse server (LEADSTREAM_CLICKHOUSE__DSN)"
     )
 
 

@@ -90,7 +90,7 @@ def _via_relay(cfg: ClickHouseSettings, relay: RelayAddress) -> Client:
             f"the store {cfg.chdb_path} is served by process {relay.pid} at {relay.url}, "
             f"which refused the connection: {str(exc)[:300]}"
         ) from exc
-    log.info(
+    log.debug(
         "clickhouse.via_relay", url=relay.url, owner_pid=relay.pid, chdb_path=str(cfg.chdb_path)
     )
     return client

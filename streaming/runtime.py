@@ -29,7 +29,7 @@ from agents.stream import BatchStream
 from agents.stream_agents import register_learner, register_stream_jobs
 from config.settings import Settings
 from online_models.bundle import ModelStore
-from sinks.clickhouse import ClickHouseSink, connect, migrate
+from sinks.clickhouse import ClickHouseSink, StoreRelay, connect, migrate, start_relay
 from sinks.kafka import BatchSender
 from sinks.metrics import Metrics
 from sinks.redis_state import RedisState
@@ -179,9 +179,28 @@ class Runtime:
         """A Faust worker for this app (it owns the event loop and the signal handlers)."""
         return faust.Worker(self.app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False)
 
+    def start_relay(self) -> StoreRelay | None:
+        """Serve this process's chDB store to the other commands (`serve`, `report` …).
+
+        Only the owner of an embedded store has one; against a ClickHouse server every
+        process connects by itself. A relay that cannot start costs the other commands
+        their access, not the worker its work: it is logged and the worker goes on.
+        """
+        cfg = self.settings.clickhouse
+        if self.clickhouse is None or cfg.dsn:
+            return None
+        try:
+            relay = start_relay(self.clickhouse, self.store_lock, cfg.chdb_path)
+        except Exception as exc:  # the worker itself does not need it
+            log.warning("store.relay_not_started", error=repr(exc)[:300])
+            return None
+        log.info("store.relay_serving", url=relay.address.url, store=str(cfg.chdb_path))
+        return relay
+
     def run(self, loglevel: str = "warning") -> None:
         """Run the worker until SIGTERM or SIGINT; then stop cleanly."""
         self.start_metrics()
+        relay = self.start_relay()
         try:
             self.worker(loglevel).execute_from_commandline()
         except SystemExit as exc:
@@ -190,6 +209,8 @@ class Runtime:
                 raise
         finally:
             self.stop_metrics()
+            if relay is not None:
+                relay.stop()
 
 
 def build_pipeline(

@@ -1,5 +1,6 @@
 """The README's "Run it for real" block, run as written: services, keys, worker, generator,
-report, and the dashboard through the login URL that `serve` prints.
+report, and the dashboard through the login URL that `serve` prints, all beside the running
+worker, which owns the chDB store and serves it to the others.
 
 The block runs in bash, in a folder of its own, with `leadstream` on the PATH. Only what
 isolates this run from others sharing the services is added to its environment (topic
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -71,18 +73,52 @@ def test_the_run_it_for_real_block_works_as_written(
         "LEADSTREAM_SERVICES__RUN_DIR": str(services.run_dir),
         "LEADSTREAM_API__PORT": str(api_port),
     }
-    script = "set -eu\n" + "\n".join(lines[:serve_at]) + '\necho "$LEADSTREAM_API__TOKEN"\n'
+    script = ("set -eu\n" + "\n".join(lines[:serve_at])
+              + '\necho "$worker"\necho "$LEADSTREAM_API__TOKEN"\n')  # fmt: skip
     started = time.monotonic()
-    out = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
-                         text=True, timeout=240, check=False)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
+    # To files, not pipes: the worker left running holds the block's standard output.
+    with (tmp_path / "stdout").open("w") as stdout, (tmp_path / "stderr").open("w") as stderr:
+        done = subprocess.run(["bash", "-c", script], cwd=work, env=env, stdout=stdout,
+                              stderr=stderr, timeout=240, check=False)  # fmt: skip
+    out = subprocess.CompletedProcess(done.args, done.returncode,
+                                      (tmp_path / "stdout").read_text(),
+                                      (tmp_path / "stderr").read_text())  # fmt: skip
+    worker_pid = int(out.stdout.strip().splitlines()[-2]) if out.returncode == 0 else None
+    try:
+        assert out.returncode == 0, out.stderr[-3000:]
+        _report_and_serve(out, work, env, lines[serve_at], api_port)
+    finally:
+        if worker_pid is not None:  # the worker ran through it all: it stops cleanly now
+            os.kill(worker_pid, signal.SIGTERM)
+            _wait_gone(worker_pid, 60)
     worker_log = (work / "worker.log").read_text()
     assert "Traceback" not in out.stderr + worker_log
+    assert "store.relay_serving" in worker_log
     # One format: every line the worker wrote is a JSON object (Faust's own lines too).
     other = [line for line in worker_log.splitlines() if line.strip() and not line.startswith("{")]
     assert not other, other[:5]
     records = [json.loads(line) for line in worker_log.splitlines() if line.strip()]
     assert not [r for r in records if r.get("level") != "info" and r["event"].startswith("broker.")]
+    assert time.monotonic() - started < 300
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"the worker (pid {pid}) did not stop within {timeout} s of SIGTERM")
+
+
+def _report_and_serve(
+    out: subprocess.CompletedProcess[str], work: Path, env: dict[str, str], serve_line: str,
+    api_port: int,
+) -> None:
+    """The report the block made, and the dashboard `serve` opens, while the worker runs."""
     token = out.stdout.strip().splitlines()[-1]
     assert len(token) >= 32
     # The report covers the last complete week of the generated data and found its leads.
@@ -92,7 +128,7 @@ def test_the_run_it_for_real_block_works_as_written(
     assert leads and int(leads[1].replace(",", "")) > 0, html[:2000]
 
     serve_env = env | {"LEADSTREAM_API__TOKEN": token}
-    serve = subprocess.Popen(["bash", "-c", lines[serve_at]], cwd=work, env=serve_env,
+    serve = subprocess.Popen(["bash", "-c", serve_line], cwd=work, env=serve_env,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert serve.stderr is not None
@@ -118,4 +154,3 @@ def test_the_run_it_for_real_block_works_as_written(
     finally:
         serve.terminate()
         serve.wait(timeout=30)
-    assert time.monotonic() - started < 300

@@ -158,9 +158,10 @@ def test_a_store_held_by_another_process_says_which_and_what_to_do(tmp_path: Pat
             out = _run(tmp_path, args, LEADSTREAM_API__AUTH_ENABLED="false")
             assert out.returncode == 69, (args, out.stderr)
             assert _lines(out) == [
-                f"error: the store {tmp_path / 'chdb'} is in use by another process (a running"
-                " `leadstream worker`?): chDB opens a data directory in one process only. Stop"
-                " that process and run this again, or use a ClickHouse server"
+                f"error: the store {tmp_path / 'chdb'} is in use by another process that does"
+                " not share it (a `leadstream serve`, `report` or `demo`?): chDB opens a data"
+                " directory in one process only, and only a running `leadstream worker` shares"
+                " it. Stop that process (start the worker first), or use a ClickHouse server"
                 " (LEADSTREAM_CLICKHOUSE__DSN)"
             ], args
         assert time.monotonic() - started < 90

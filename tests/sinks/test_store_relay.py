@@ -334,7 +334,7 @@ def test_leadstream_report_runs_while_another_process_holds_the_store(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSTREAM_")}
     env.update(PYTHONPATH=str(ROOT), COLUMNS="200", LEADSTREAM_CLICKHOUSE__CHDB_PATH=str(owner.path),
-               LEADSTREAM_CLICKHOUSE__DATABASE=_views.DB)  # fmt: skip
+               LEADSTREAM_CLICKHOUSE__DATABASE=_views.DB, LEADSTREAM_LOG_LEVEL="debug")  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-m", "cli.main", "report", "--format", "csv"], cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=300, check=False,
