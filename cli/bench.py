@@ -321,6 +321,36 @@ def load(
     run_bench_load(minutes, rate, out, lambda m: console.print(m))
 
 
+@bench_app.command("scale-out")
+def scale_out(
+    leads: Annotated[int, typer.Option(help="generated leads (about 5 events each)")] = 30_000,
+    days: Annotated[
+        int, typer.Option(help="days of event time they span (a replay of months closes every"
+                               " anomaly window of those months within the run)")
+    ] = 2,
+    workers: Annotated[
+        str, typer.Option(help="stream worker counts to run, comma-separated")
+    ] = "1,2",
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
+) -> None:
+    """Throughput and CPU per event with 1, then 2 stream workers on the same broker and input.
+
+    One process per role (sink, learner, N stream workers) on a broker and Redis of its
+    own; measured between 20% and 90% of the input handled. Reports events/s, CPU
+    microseconds per event by role (stream, sink, learner, broker, redis), the ratio
+    2 workers / 1 and how CPU per event grew (issue 15: ratio >= 1.3, growth <= 10%).
+    """
+    from cli._bench_scale_out import run_bench_scale_out
+
+    try:
+        counts = [int(n) for n in workers.split(",") if n.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--workers takes counts like 1,2: {exc}") from exc
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter("--workers takes counts of at least 1, like 1,2")
+    run_bench_scale_out(leads, out, lambda m: console.print(m), streams=counts, days=days)
+
+
 @bench_app.command("evaluate")
 def evaluate_quality(
     seeds: Annotated[int, typer.Option(help="data sets of each shape")] = 5,
