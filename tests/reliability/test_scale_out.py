@@ -187,6 +187,26 @@ def _check(cluster: Cluster, events: Sequence[synthetic.Emitted], max_rescored: 
     return rescored
 
 
+def _check_every_scorer_has_the_latest_model(cluster: Cluster) -> None:
+    """Each stream worker scores with the newest published model within the reload interval."""
+    owner = cluster.owner
+    reload_s = owner.settings().models.reload_every_s
+
+    async def latest() -> int:
+        client = aioredis.from_url(owner.redis_url)
+        try:
+            return await ModelStore(client, f"t-{owner.run_id}").latest_version()
+        finally:
+            await client.aclose()
+
+    version = asyncio.run(latest())
+    assert version > 0, "the learner published nothing"
+    time.sleep(reload_s + 1.0)
+    scorers = [m for m in cluster.alive if m is not owner]
+    versions = [m.metric("leadstream_model_version") for m in scorers]
+    assert all(v >= version for v in versions), (version, versions)
+
+
 async def _latest_model(run: WorkerRun) -> object:
     client = aioredis.from_url(run.redis_url)
     try:
@@ -212,6 +232,7 @@ def test_three_workers_one_killed_one_added_lose_and_double_nothing(cluster: Clu
     cluster.wait_quiet()
     assert cluster.handled(fourth) > 0, "the added worker took no partition"
     assert cluster.handled(first[0]) > handled_before_kill[0]
+    _check_every_scorer_has_the_latest_model(cluster)
     # The killed worker's one uncommitted fetch (at most batch_size records) may be redone.
     batch_size = cluster.owner.settings().kafka.batch_size
     _check(cluster, events, max_rescored=batch_size)
