@@ -55,8 +55,8 @@ def _targets(settings: Settings) -> Path:
 def layout(settings: Settings, count: int) -> list[tuple[str, str, int]]:
     """``(name, roles, metrics port)`` of the owner and ``count`` stream workers.
 
-    >>> from config.settings import Settings
-    >>> layout(Settings(), 2)
+    >>> from config.settings import load_settings
+    >>> layout(load_settings(metrics={"port": 9464}), 2)
     [('worker-0', 'learner,sink', 9464), ('worker-1', 'stream', 9465), ('worker-2', 'stream', 9466)]
     """
     if count < 1:
