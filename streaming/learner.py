@@ -22,6 +22,7 @@ from online_models.bundle import (
     ModelStore,
     apply_command,
     bundle_for,
+    configure_delays,
     defaults_for,
     policy_for,
 )
@@ -50,7 +51,6 @@ class LearnerRole:
     learning: ModelBundle | None
     _learned_since_publish: int
     _promotions: list[dict[str, Any]]
-    _fake_negatives: bool
 
     def new_bundle(self) -> ModelBundle:
         """An untrained model configured from the settings: champion, challengers, revenue."""
@@ -72,18 +72,21 @@ class LearnerRole:
             if is_first:
                 bundle.learn_revenue(example.get("features"), example["revenue"])
                 self._learned_since_publish += 1
+        policy = self.settings.models.label_policy
         provisional = [e for e in decoded if e.get("kind") == "provisional"]
         first_provisional = await self.state.first_learning(
             [f"provisional:{e['lead_id']}" for e in provisional]
         )
         for example, is_first in zip(provisional, first_provisional, strict=True):
-            if is_first:  # learned as a negative now; its outcome is only scored later
+            if is_first:  # seen now (fake_negative, fnw: learned as a negative)
                 bundle.learn_provisional(
-                    example["features"], datetime.fromisoformat(example["scored_at"]).timestamp()
-                )
+                    example["features"], datetime.fromisoformat(example["scored_at"]).timestamp(),
+                    policy, example["lead_id"],
+                )  # fmt: skip
                 self._learned_since_publish += 1
-        examples = [e for e in decoded if e.get("kind") not in ("revenue", "provisional")]
+        examples = [e for e in decoded if e.get("kind") not in ("revenue", "provisional", "window")]
         first = await self.state.first_learning([e["lead_id"] for e in examples])
+        await self._learn_windows(bundle, decoded, examples, first)
         rows: list[Row] = []
         drifts: list[Row] = []
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -92,9 +95,11 @@ class LearnerRole:
                 continue
             label = bool(example["label"])
             scored_at = datetime.fromisoformat(example["scored_at"])
+            created_at, converted_at = example.get("created_at"), example.get("converted_at")
             promoted, drift = bundle.learn_one(
-                example["features"], label, example["score"], self._fake_negatives,
-                scored_at.timestamp(),
+                example["features"], label, example["score"], policy, scored_at.timestamp(),
+                example["lead_id"], scored_at.timestamp() if created_at is None else created_at,
+                converted_at - created_at if label and converted_at and created_at else None,
             )  # fmt: skip
             if promoted:
                 self._promoted(bundle.history[-1])
@@ -118,6 +123,37 @@ class LearnerRole:
             if auc is not None:
                 self.metrics.model_auc.set(auc)
 
+    async def _learn_windows(
+        self,
+        bundle: ModelBundle,
+        decoded: list[dict[str, Any]],
+        examples: list[dict[str, Any]],
+        first: list[bool],
+    ) -> None:
+        """``es_dfm``: a lead whose window passed without a conversion is a weighted negative.
+
+        A lead's window is claimed once (Redis SET NX), by its conversion if that came
+        within the window (then no negative is learned) or else by its window example.
+        The conversions' claims go first, so a window example replayed or racing with an
+        in-window conversion is not learned.
+        """
+        windows = [e for e in decoded if e.get("kind") == "window"]
+        window_s = self.settings.models.window_days * 86400.0
+        inside = [
+            e["lead_id"] for e, is_first in zip(examples, first, strict=True)
+            if is_first and e["label"] and e.get("converted_at") is not None
+            and e.get("created_at") is not None and e["converted_at"] - e["created_at"] <= window_s
+        ]  # fmt: skip
+        if not windows and not inside:
+            return
+        claimed = await self.state.first_learning(
+            [f"window:{k}" for k in inside] + [f"window:{e['lead_id']}" for e in windows]
+        )
+        for example, is_first in zip(windows, claimed[len(inside) :], strict=True):
+            if is_first:
+                bundle.learn_window(example["features"])
+                self._learned_since_publish += 1
+
     async def _resume(self) -> ModelBundle:
         """The learner's bundle: the latest snapshot (or a new one), with today's settings."""
         latest = await self.store.latest_version()
@@ -126,6 +162,7 @@ class LearnerRole:
         bundle.version = max(bundle.version, latest)
         bundle.policy = policy_for(self.settings.models)
         bundle.defaults = defaults_for(self.settings.models)
+        configure_delays(bundle, self.settings.models)
         for spec in self.settings.models.challengers:
             if spec not in bundle.candidates:
                 bundle.add_challenger(spec)
