@@ -86,7 +86,8 @@ class LearnerRole:
                 self._learned_since_publish += 1
         examples = [e for e in decoded if e.get("kind") not in ("revenue", "provisional", "window")]
         first = await self.state.first_learning([e["lead_id"] for e in examples])
-        await self._learn_windows(bundle, decoded, examples, first)
+        if policy == "es_dfm":
+            await self._learn_windows(bundle, decoded, examples, first)
         rows: list[Row] = []
         drifts: list[Row] = []
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -132,25 +133,30 @@ class LearnerRole:
     ) -> None:
         """``es_dfm``: a lead whose window passed without a conversion is a weighted negative.
 
-        A lead's window is claimed once (Redis SET NX), by its conversion if that came
-        within the window (then no negative is learned) or else by its window example.
-        The conversions' claims go first, so a window example replayed or racing with an
-        in-window conversion is not learned.
+        A lead's window is claimed once (Redis SET NX): by its conversion if that came
+        within the window (then no negative is learned), else by its window example. A
+        conversion after the window whose window example has not come (the sweep runs
+        after the batch that moved the watermark past it) claims it and learns the
+        negative first. The conversions' claims go first, so a window example replayed
+        or racing with a conversion is not learned twice.
         """
         windows = [e for e in decoded if e.get("kind") == "window"]
         window_s = self.settings.models.window_days * 86400.0
-        inside = [
-            e["lead_id"] for e, is_first in zip(examples, first, strict=True)
+        converted = [
+            e for e, is_first in zip(examples, first, strict=True)
             if is_first and e["label"] and e.get("converted_at") is not None
-            and e.get("created_at") is not None and e["converted_at"] - e["created_at"] <= window_s
+            and e.get("created_at") is not None
         ]  # fmt: skip
-        if not windows and not inside:
+        if not windows and not converted:
             return
         claimed = await self.state.first_learning(
-            [f"window:{k}" for k in inside] + [f"window:{e['lead_id']}" for e in windows]
+            [f"window:{e['lead_id']}" for e in (*converted, *windows)]
         )
-        for example, is_first in zip(windows, claimed[len(inside) :], strict=True):
-            if is_first:
+        for example, is_first in zip((*converted, *windows), claimed, strict=True):
+            late = example.get("kind") == "window" or (
+                example["converted_at"] - example["created_at"] > window_s
+            )
+            if is_first and late:
                 bundle.learn_window(example["features"])
                 self._learned_since_publish += 1
 
