@@ -35,9 +35,11 @@ class WeeklyCalibration:
     def __init__(self, keep: int = 26) -> None:
         self.keep = keep
         self._weeks: dict[int, list[float]] = {}
+        self.latest = 0.0  # latest creation time seen
 
     def update(self, created_at: float, y: bool, p: float) -> None:
         """Count one labelled lead created at ``created_at`` (epoch seconds) scored ``p``."""
+        self.latest = max(self.latest, created_at)
         week = int(created_at // _WEEK)
         acc = self._weeks.get(week)
         if acc is None:
@@ -50,9 +52,26 @@ class WeeklyCalibration:
         acc[2] += y
         acc[3] -= math.log(q) if y else math.log(1.0 - q)
 
-    def weeks(self) -> list[dict[str, Any]]:
-        """One record per week, oldest first."""
-        return [_record(float(w * _WEEK), a) for w, a in sorted(self._weeks.items())]
+    def weeks(self, horizon_s: float | None = None) -> list[dict[str, Any]]:
+        """One record per week, oldest first.
+
+        With ``horizon_s`` each record says whether the week is ``complete``: its leads'
+        horizon has passed by the latest creation time seen, so every outcome is in
+        (before that, negatives are missing and ``observed`` is too high).
+        """
+        latest = self.latest
+        out = []
+        for w, a in sorted(self._weeks.items()):
+            record = _record(float(w * _WEEK), a)
+            if horizon_s is not None:
+                record["complete"] = (w + 1) * _WEEK + horizon_s <= latest
+            out.append(record)
+        return out
+
+    def last_complete(self, horizon_s: float) -> dict[str, Any] | None:
+        """The latest week whose leads' outcomes are all in, if any."""
+        done = [w for w in self.weeks(horizon_s) if w["complete"]]
+        return done[-1] if done else None
 
     def overall(self) -> dict[str, Any]:
         """The kept weeks together."""

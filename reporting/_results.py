@@ -116,6 +116,10 @@ class ModelHealth(BaseModel):
 
     metrics: list[dict[str, Any]]
     promotions: list[dict[str, Any]]
+    #: The published scores against the outcomes, by week of creation: leads labelled,
+    #: mean_predicted, observed, calibration (their ratio), logloss, auc. A week's
+    #: negatives arrive at its horizon; until then ``observed`` is too high.
+    published: list[dict[str, Any]] = []
 
 
 class LeadRow(BaseModel):

@@ -123,6 +123,7 @@ class LearnerRole:
             auc = bundle.published.report("overall")["auc"]
             if auc is not None:
                 self.metrics.model_auc.set(auc)
+            self._export_published(bundle)
 
     async def _learn_windows(
         self,
@@ -159,6 +160,23 @@ class LearnerRole:
             if is_first and late:
                 bundle.learn_window(example["features"])
                 self._learned_since_publish += 1
+
+    def _export_published(self, bundle: ModelBundle) -> None:
+        """The published scores' log loss and calibration, as the model's live quality."""
+        gauge = self.metrics.published_quality
+        logloss = bundle.published.report("overall")["logloss"]
+        if logloss is not None:
+            gauge.labels(scope="overall", metric="logloss").set(logloss)
+        horizon_s = self.settings.models.horizon_days * 86400.0
+        scopes = {"last_complete_week": bundle.calibration.last_complete(horizon_s),
+                  "weeks": bundle.calibration.overall()}  # fmt: skip
+        for scope, week in scopes.items():
+            if week is None:
+                continue
+            for metric, key in (("mean_predicted", "mean_predicted"), ("observed", "observed"),
+                                ("calibration", "ratio"), ("logloss", "logloss")):  # fmt: skip
+                if week[key] is not None:
+                    gauge.labels(scope=scope, metric=metric).set(week[key])
 
     async def _resume(self) -> ModelBundle:
         """The learner's bundle: the latest snapshot (or a new one), with today's settings."""

@@ -116,6 +116,7 @@ def test_cohorts_anomalies_model_health(analytics: Analytics) -> None:
     ] == ["email"]
     health = analytics.model_health(ALL)
     assert len(health.metrics) == 11 and health.metrics[0]["model_version"] == 11
+    assert health.published == []  # the published scores' quality: no labelled leads here
 
 
 def test_a_replayed_batch_is_not_counted_twice(

@@ -126,3 +126,8 @@ async def test_fnw_publishes_the_model_probability_and_learns_weighted(fnw: Any)
     before = _state(bundle)
     await pipeline.learn(batch)
     assert _state(bundle) == before
+    # the published scores' live quality on /metrics
+    (family,) = pipeline.metrics.published_quality.collect()
+    samples = {(s.labels["scope"], s.labels["metric"]): s.value for s in family.samples}
+    assert samples[("overall", "logloss")] > 0
+    assert samples[("weeks", "observed")] == 0.5  # a converted, b not
