@@ -221,7 +221,7 @@ class ModelSettings(_Section):
         description="a lead without the target stage this many days after creation is a negative",
     )
     label_policy: Literal["horizon", "fake_negative", "fnw", "es_dfm"] = Field(
-        "horizon",
+        "es_dfm",
         description="how leads whose outcome is not known yet are learned: with their outcome"
         " only (`horizon`); as a negative when scored, a conversion then as a positive"
         " (`fake_negative`; the published score is q / (1 - q) of the model's q); the same"
@@ -229,7 +229,7 @@ class ModelSettings(_Section):
         " conversion, weighted by the conversion delays learned per channel (`es_dfm`)",
     )
     window_days: float = Field(
-        1.0,
+        3.0,
         gt=0,
         description="`es_dfm`: days after creation a lead without a conversion is"
         " learned as a (weighted) negative",
