@@ -137,7 +137,7 @@ def replay(
                 heapq.heappush(heap, (t + window_s, 0, i, "window"))
         elif kind == "window":
             if i not in in_window:
-                bundle.learn_window(lead.x)
+                bundle.learn_window(lead.x, lead.created)
         else:
             delay = t - lead.created if kind == "conversion" else None
             if delay is not None and delay <= window_s:

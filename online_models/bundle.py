@@ -7,6 +7,7 @@ prequential metrics, the drift monitor and the promotion history.
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
 import uuid
@@ -163,9 +164,10 @@ class ModelBundle:
         means ``fake_negative``, as before policies had names). With ``horizon`` the
         example is learned as it is. With the others the lead was seen when it was scored
         (:meth:`learn_provisional`): a positive is learned (again) as a positive, with
-        its importance weight; a negative (the horizon passed) is only scored. A
-        candidate started after the lead was scored (``scored_at``) never learned its
-        provisional negative, so it learns it now. ``delay_s`` (creation to conversion)
+        its importance weight; a negative (the horizon passed) is only scored. Under
+        ``fake_negative`` a candidate started after the lead was scored (``scored_at``)
+        never learned its provisional negative, so it learns it now; under ``fnw`` and
+        ``es_dfm`` it leaves out the leads scored before it started. ``delay_s`` (creation to conversion)
         teaches a positive's delay to :attr:`delays`.
 
         Each candidate is judged on the score it gave when the lead was scored, if the
@@ -201,12 +203,12 @@ class ModelBundle:
                 else:
                     p = from_fake_negatives(c.model.predict_proba_one(x)[True])
             else:  # fnw, es_dfm: weighted examples, the model's q is the probability
-                missed = scored_at <= c.scored_through
                 p = c.model.predict_proba_one(x)[True]
-                if y:
+                # A candidate started after the lead was scored never saw its negative, and
+                # learning it now would come weeks late for the leads that do not convert:
+                # it learns from the leads scored after it started, as a fresh stream.
+                if y and scored_at > c.scored_through:
                     c.model.learn_one(x, True, w=es_dfm_weight(True, p, f))
-                if missed:
-                    c.model.learn_one(x, False, w=es_dfm_weight(False, p, f))
             if given is not None and c.name in given:
                 p = given[c.name]
             c.metrics.update(y, p)
@@ -249,10 +251,13 @@ class ModelBundle:
                 del self._given[next(iter(self._given))]
         self.scored_through = max(self.scored_through, scored_at)
 
-    def learn_window(self, x: dict[str, float]) -> None:
-        """A lead not converted when its window passed (``es_dfm``): a weighted negative."""
+    def learn_window(self, x: dict[str, float], scored_at: float = math.inf) -> None:
+        """A lead not converted when its window passed (``es_dfm``): a weighted negative,
+        for each candidate that was there when the lead was scored (``scored_at``)."""
         f = self.delays.cdf(segment_of(x), self.window_s)
         for c in self.candidates.values():
+            if scored_at <= c.scored_through:
+                continue
             q = c.model.predict_proba_one(x)[True]
             c.model.learn_one(x, False, w=es_dfm_weight(False, q, f))
 

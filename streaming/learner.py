@@ -158,7 +158,8 @@ class LearnerRole:
                 example["converted_at"] - example["created_at"] > window_s
             )
             if is_first and late:
-                bundle.learn_window(example["features"])
+                scored_at = datetime.fromisoformat(example["scored_at"]).timestamp()
+                bundle.learn_window(example["features"], scored_at)
                 self._learned_since_publish += 1
 
     def _export_published(self, bundle: ModelBundle) -> None:
