@@ -194,12 +194,12 @@ def run_stream(
         scores = replay(leads, strategy, bundle_for(m), horizon_s)
         weekly = _weekly(leads, y, scores)
         late = [w["ratio"] for w in weekly if w["week"] >= FROM_WEEK and w["ratio"] is not None]
-        late = [i for i, d in enumerate(leads)
+        warm = [i for i, d in enumerate(leads)
                 if (d.created - leads[0].created) // _WEEK + 1 >= AFTER_COLD_START]  # fmt: skip
         out[strategy] = {
             "overall": quality(y, scores),
             "after_2000_labels": quality(y[AFTER_LABELS:], scores[AFTER_LABELS:]),
-            "from_week_7": quality([y[i] for i in late], [scores[i] for i in late]),
+            "from_week_7": quality([y[i] for i in warm], [scores[i] for i in warm]),
             "calibration_from_week_4": {
                 "min": min(late, default=None), "max": max(late, default=None),
                 "weeks_in_0.85_1.15": sum(0.85 <= r <= 1.15 for r in late), "weeks": len(late),

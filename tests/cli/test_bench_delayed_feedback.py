@@ -31,6 +31,8 @@ def test_the_benchmark_reports_every_strategy_against_horizon_and_oracle() -> No
     # even on a short stream the delayed-feedback policies win back most of the gap
     assert run["es_dfm"]["logloss_gap_closed"] > 0.5 and run["fnw"]["logloss_gap_closed"] > 0.5
     assert run["es_dfm"]["weekly"][0]["week"] == 1 and "ratio" in run["es_dfm"]["weekly"][0]
+    cal = run["es_dfm"]["calibration_from_week_4"]
+    assert 0.3 < cal["min"] <= cal["max"] < 3 and cal["weeks"] == len(run["es_dfm"]["weekly"]) - 3
     assert set(out["summary"]["es_dfm"]["targets_met"]) == {
         "logloss_gap_closed_ge_0.8", "calibration_0.85_1.15_from_week_4",
         "auc_within_0.01_after_2000_labels",
