@@ -42,8 +42,9 @@ log = structlog.get_logger(__name__)
 _KEEP_VERSIONS = 5
 #: Promotions kept in the bundle (ClickHouse keeps them all).
 _KEEP_HISTORY = 50
-#: Leads whose candidates' scores the learner keeps until their label arrives.
-_KEEP_GIVEN = 500_000
+#: Leads whose candidates' scores the learner keeps until their label arrives (a few
+#: hundred bytes each); older ones are judged on the candidates' scores at label time.
+_KEEP_GIVEN = 100_000
 
 
 @dataclass(frozen=True)
