@@ -212,6 +212,12 @@ class ModelBundle:
                     c.model.learn_one(x, True, w=es_dfm_weight(True, p, f))
             if given is not None and c.name in given:
                 p = given[c.name]
+            elif (
+                policy in ("fnw", "es_dfm")
+                and c.name == self.champion
+                and len(self.candidates) == 1
+            ):
+                p = published_score  # what it gave when the lead was scored
             c.metrics.update(y, p)
             if c.name == self.champion:
                 p_champion = p
@@ -234,19 +240,27 @@ class ModelBundle:
         """A lead just scored: every candidate scores it and, but for ``es_dfm``, learns it
         as a negative (``fnw``: with weight ``(1 - p)(1 + p)``).
 
-        With ``lead_id`` each candidate's score is kept (not in the snapshot) until the
-        lead's label arrives (:meth:`learn_one`).
+        With ``lead_id`` and challengers, each candidate's score is kept (not in the
+        snapshot) until the lead's label arrives (:meth:`learn_one`).
         """
         policy = _policy_name(policy)
+        # With the champion alone its published score is the one it gave (learn_one's
+        # published_score): no scoring here then, unless the weight needs it (fnw).
+        keep = lead_id is not None and len(self.candidates) > 1
         given: dict[str, float] = {}
         for c in self.candidates.values():
+            if policy == "fake_negative" and not keep:
+                c.model.learn_one(x, False)
+                continue
+            if policy == "es_dfm" and not keep:
+                continue
             q = c.model.predict_proba_one(x)[True]
             given[c.name] = published(policy, q)
             if policy == "fake_negative":
                 c.model.learn_one(x, False)
             elif policy == "fnw":
                 c.model.learn_one(x, False, w=fnw_weight(False, q))
-        if lead_id is not None:
+        if keep and lead_id is not None:
             self._given[lead_id] = given
             while len(self._given) > _KEEP_GIVEN:
                 del self._given[next(iter(self._given))]

@@ -94,7 +94,7 @@ def test_weights_make_the_biased_sample_unbiased() -> None:
 
 
 def test_the_delay_model_and_the_window_live_in_the_snapshot() -> None:
-    bundle = ModelBundle.create()
+    bundle = ModelBundle.create("logistic", ("logistic:optimizer=sgd",))
     bundle.window_s = 2 * DAY
     for d in (0.5, 1, 3, 8):
         bundle.delays.update("channel=ads", d * DAY)
