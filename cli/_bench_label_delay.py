@@ -3,7 +3,7 @@
 For each model kind, the real pipeline (as ``bench learning``) is replayed twice, once
 per label policy:
 
-``horizon`` (the default)
+``horizon`` (the default before ``es_dfm``, see ``bench delayed-feedback``)
     A conversion is learned when it happens, a negative when the horizon has passed
     (90 days later). The labelled sample at any moment holds the recent leads'
     positives without their negatives.

@@ -220,11 +220,19 @@ class ModelSettings(_Section):
         gt=0,
         description="a lead without the target stage this many days after creation is a negative",
     )
-    label_policy: Literal["horizon", "fake_negative"] = Field(
-        "horizon",
-        description="when the learner first sees a lead: with its outcome (`horizon`), or as a"
-        " negative as soon as it is scored, a conversion then learned as a positive"
-        " (`fake_negative`; the published score is then q / (1 - q) of the model's q)",
+    label_policy: Literal["horizon", "fake_negative", "fnw", "es_dfm"] = Field(
+        "es_dfm",
+        description="how leads whose outcome is not known yet are learned: with their outcome"
+        " only (`horizon`); as a negative when scored, a conversion then as a positive"
+        " (`fake_negative`; the published score is q / (1 - q) of the model's q); the same"
+        " with importance weights (`fnw`); or as a negative once `window_days` pass without a"
+        " conversion, weighted by the conversion delays learned per channel (`es_dfm`)",
+    )
+    window_days: float = Field(
+        3.0,
+        gt=0,
+        description="`es_dfm`: days after creation a lead without a conversion is"
+        " learned as a (weighted) negative",
     )
     band_a: float = Field(0.5, gt=0, lt=1, description="score at or above: band A")
     band_b: float = Field(0.25, gt=0, lt=1, description="score at or above: band B")

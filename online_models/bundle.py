@@ -7,6 +7,7 @@ prequential metrics, the drift monitor and the promotion history.
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
 import uuid
@@ -17,7 +18,19 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 
+from online_models.calibration import WeeklyCalibration
 from online_models.champion import Candidate, Comparison, Policy, compare
+from online_models.delayed_feedback import (
+    POLICIES,
+    DelayModel,
+    es_dfm_weight,
+    fnw_weight,
+    published,
+    segment_of,
+)
+from online_models.delayed_feedback import (  # re-exported: scorers and tests import it here
+    from_fake_negatives as from_fake_negatives,
+)
 from online_models.drift import CONVERSIONS_DELTA, CONVERSIONS_THRESHOLD, DriftMonitor
 from online_models.kinds import Defaults, Scorer, build_model
 from online_models.lead_scorer import Contribution, LeadScorer
@@ -29,6 +42,9 @@ log = structlog.get_logger(__name__)
 _KEEP_VERSIONS = 5
 #: Promotions kept in the bundle (ClickHouse keeps them all).
 _KEEP_HISTORY = 50
+#: Leads whose candidates' scores the learner keeps until their label arrives (a few
+#: hundred bytes each); older ones are judged on the candidates' scores at label time.
+_KEEP_GIVEN = 100_000
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,13 @@ class ModelBundle:
     format: int = 2
     #: Latest scoring time (Unix seconds) of the provisional negatives learned so far.
     scored_through: float = 0.0
+    #: ``es_dfm``: the window after which a lead not converted is learned as a negative.
+    window_s: float = 86_400.0
+    #: Conversion delays learned so far (``es_dfm`` weighs its examples with them).
+    delays: DelayModel = field(default_factory=lambda: DelayModel(90 * 86_400.0))
+    #: The published scores against the outcomes, by week of the leads' creation.
+    calibration: WeeklyCalibration = field(default_factory=lambda: WeeklyCalibration())
+    _given: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.champion not in self.candidates:
@@ -130,28 +153,49 @@ class ModelBundle:
         x: dict[str, float],
         y: bool,
         published_score: float,
-        fake_negatives: bool = False,
+        policy: str | bool = "horizon",
         scored_at: float = 0.0,
+        lead_id: str | None = None,
+        created_at: float | None = None,
+        delay_s: float | None = None,
     ) -> tuple[list[Comparison], DriftEvent | None]:
         """Test-then-train every candidate on one labelled example.
 
-        With ``fake_negatives`` every lead was already learned as a negative when it was
-        scored (:meth:`learn_provisional`): a positive is learned again as a positive, a
-        negative is only scored, and scores are read through :func:`from_fake_negatives`.
-        A candidate started after the lead was scored (``scored_at``) never learned that
-        negative, so it learns it now.
+        ``policy`` is the label policy (:mod:`online_models.delayed_feedback`; ``True``
+        means ``fake_negative``, as before policies had names). With ``horizon`` the
+        example is learned as it is. With the others the lead was seen when it was scored
+        (:meth:`learn_provisional`): a positive is learned (again) as a positive, with
+        its importance weight; a negative (the horizon passed) is only scored. Under
+        ``fake_negative`` a candidate started after the lead was scored (``scored_at``)
+        never learned its provisional negative, so it learns it now; under ``fnw`` and
+        ``es_dfm`` it leaves out the leads scored before it started. ``delay_s`` (creation to conversion)
+        teaches a positive's delay to :attr:`delays`.
+
+        Each candidate is judged on the score it gave when the lead was scored, if the
+        learner saw the lead then (``lead_id``; a metric fair under delay: neither the
+        lead's fake negative nor a later model is in it), else on its score now.
 
         Returns the comparisons that led to a promotion (at most one) and a drift, if
         one was detected at this example.
         """
+        policy = _policy_name(policy)
         self.published.update(y, published_score)
+        if created_at is not None:
+            self.calibration.update(created_at, y, published_score)
         self.examples += 1
         self.positives += y
+        given = self._given.pop(lead_id, None) if lead_id is not None else None
+        f = 0.0
+        if policy == "es_dfm":
+            segment = segment_of(x)
+            if y and delay_s is not None:
+                self.delays.update(segment, delay_s)
+            f = self.delays.cdf(segment, self.window_s)
         p_champion = 0.0
         for c in self.candidates.values():
-            if not fake_negatives:
+            if policy == "horizon":
                 p = c.model.predict_learn_one(x, y)
-            else:
+            elif policy == "fake_negative":
                 missed = scored_at <= c.scored_through  # its provisional came before c
                 if y or missed:
                     p = from_fake_negatives(c.model.predict_learn_one(x, y))
@@ -159,6 +203,21 @@ class ModelBundle:
                         c.model.learn_one(x, False)
                 else:
                     p = from_fake_negatives(c.model.predict_proba_one(x)[True])
+            else:  # fnw, es_dfm: weighted examples, the model's q is the probability
+                p = c.model.predict_proba_one(x)[True]
+                # A candidate started after the lead was scored never saw its negative, and
+                # learning it now would come weeks late for the leads that do not convert:
+                # it learns from the leads scored after it started, as a fresh stream.
+                if y and scored_at > c.scored_through:
+                    c.model.learn_one(x, True, w=es_dfm_weight(True, p, f))
+            if given is not None and c.name in given:
+                p = given[c.name]
+            elif (
+                policy in ("fnw", "es_dfm")
+                and c.name == self.champion
+                and len(self.candidates) == 1
+            ):
+                p = published_score  # what it gave when the lead was scored
             c.metrics.update(y, p)
             if c.name == self.champion:
                 p_champion = p
@@ -171,11 +230,71 @@ class ModelBundle:
                 promoted.append(best)
         return promoted, drifted
 
-    def learn_provisional(self, x: dict[str, float], scored_at: float) -> None:
-        """Every candidate learns a just-scored lead as a negative (``fake_negative`` policy)."""
+    def learn_provisional(
+        self,
+        x: dict[str, float],
+        scored_at: float,
+        policy: str | bool = "fake_negative",
+        lead_id: str | None = None,
+    ) -> None:
+        """A lead just scored: every candidate scores it and, but for ``es_dfm``, learns it
+        as a negative (``fnw``: with weight ``(1 - p)(1 + p)``).
+
+        With ``lead_id`` and challengers, each candidate's score is kept (not in the
+        snapshot) until the lead's label arrives (:meth:`learn_one`).
+        """
+        policy = _policy_name(policy)
+        # With the champion alone its published score is the one it gave (learn_one's
+        # published_score): no scoring here then, unless the weight needs it (fnw).
+        keep = lead_id is not None and len(self.candidates) > 1
+        given: dict[str, float] = {}
         for c in self.candidates.values():
-            c.model.learn_one(x, False)
+            if policy == "fake_negative" and not keep:
+                c.model.learn_one(x, False)
+                continue
+            if policy == "es_dfm" and not keep:
+                continue
+            q = c.model.predict_proba_one(x)[True]
+            given[c.name] = published(policy, q)
+            if policy == "fake_negative":
+                c.model.learn_one(x, False)
+            elif policy == "fnw":
+                c.model.learn_one(x, False, w=fnw_weight(False, q))
+        if keep and lead_id is not None:
+            self._given[lead_id] = given
+            while len(self._given) > _KEEP_GIVEN:
+                del self._given[next(iter(self._given))]
         self.scored_through = max(self.scored_through, scored_at)
+
+    def learn_window(self, x: dict[str, float], scored_at: float = math.inf) -> None:
+        """A lead not converted when its window passed (``es_dfm``): a weighted negative,
+        for each candidate that was there when the lead was scored (``scored_at``)."""
+        f = self.delays.cdf(segment_of(x), self.window_s)
+        for c in self.candidates.values():
+            if scored_at <= c.scored_through:
+                continue
+            q = c.model.predict_proba_one(x)[True]
+            c.model.learn_one(x, False, w=es_dfm_weight(False, q, f))
+
+    def published_score(self, q: float, policy: str | bool) -> float:
+        """The probability published for a model output ``q`` under ``policy``."""
+        return published(_policy_name(policy), q)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The candidates' scores of leads still waiting for a label stay with the learner:
+        # every scorer loads the snapshot, and a learner restarted without them judges
+        # those leads by the candidates' scores at label time.
+        state = dict(self.__dict__)
+        state["_given"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots from before delayed-feedback strategies lack these.
+        state.setdefault("_given", {})
+        state.setdefault("window_s", 86_400.0)
+        state.setdefault("delays", DelayModel(90 * 86_400.0))
+        state.setdefault("calibration", WeeklyCalibration())
+        self.__dict__.update(state)
 
     def learn_revenue(self, x: dict[str, float] | None, revenue: float) -> None:
         """Test-then-train the revenue model on one won deal (``x`` None: features unknown)."""
@@ -261,9 +380,7 @@ class ModelBundle:
         previous = last["from_model"]
         if previous not in self.candidates:
             raise ValueError(f"the former champion {previous!r} is no longer kept")
-        return self.promote(
-            previous, actor, {"undoes": last["promotion_id"]}, action="rollback"
-        )
+        return self.promote(previous, actor, {"undoes": last["promotion_id"]}, action="rollback")
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per model: name, role, examples and rolling metrics."""
@@ -278,21 +395,13 @@ class ModelBundle:
         return out
 
 
-#: The highest probability :func:`from_fake_negatives` gives.
-_P_MAX = 1.0 - 1e-6
-
-
-def from_fake_negatives(q: float) -> float:
-    """The conversion probability ``p`` from what a model learned with fake negatives.
-
-    Every lead is learned as a negative when it is scored and a converted one once more
-    as a positive, so a model of those examples learns ``q = p / (1 + p)``; ``p = q / (1 -
-    q)``, capped below 1. Monotone, so it ranks leads as ``q`` does.
-
-    >>> from_fake_negatives(0.2), from_fake_negatives(1 / 3), from_fake_negatives(0.9)
-    (0.25, 0.5, 0.999999)
-    """
-    return min(q / (1.0 - q), _P_MAX) if q < 1.0 else _P_MAX
+def _policy_name(policy: str | bool) -> str:
+    """A label policy's name; ``True``/``False`` as the former ``fake_negatives`` flag."""
+    if isinstance(policy, bool):
+        return "fake_negative" if policy else "horizon"
+    if policy not in POLICIES:
+        raise ValueError(f"label policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    return policy
 
 
 def defaults_for(m: Any) -> Defaults:
@@ -307,11 +416,24 @@ def policy_for(m: Any) -> Policy:
 
 def bundle_for(m: Any) -> ModelBundle:
     """An untrained bundle as the ``models`` settings section describes it."""
-    return ModelBundle.create(
+    bundle = ModelBundle.create(
         m.kind, tuple(c for c in m.challengers if c != m.kind), defaults_for(m),
         m.metrics_window, m.threshold, policy_for(m), m.drift_delta, m.revenue_min_examples,
         m.drift_threshold, (m.drift_conversions_delta, m.drift_conversions_threshold),
     )  # fmt: skip
+    configure_delays(bundle, m)
+    return bundle
+
+
+def configure_delays(bundle: ModelBundle, m: Any) -> None:
+    """The delayed-feedback settings of ``m`` on ``bundle``: its window, its delays' horizon.
+
+    A delay model learned with another horizon is started afresh.
+    """
+    bundle.window_s = m.window_days * 86_400.0
+    horizon_s = m.horizon_days * 86_400.0
+    if bundle.delays.horizon_s != horizon_s:
+        bundle.delays = DelayModel(horizon_s)
 
 
 class ModelStore:

@@ -8,6 +8,13 @@ over the last ``n`` examples both scored, its standard error ``s/√n``, and
 ``z = d̄ / (s/√n)`` (a Diebold–Mariano test with no autocorrelation correction).
 A challenger wins only if ``n`` reaches the minimum, ``z`` exceeds the critical
 value, and its mean log loss is lower by at least the relative margin.
+
+Under delayed feedback (every label policy but ``horizon``) a lead is learned long before
+its outcome is known, as a fake or weighted negative, so a score taken when the label
+arrives would already contain that lead. Each candidate is therefore judged on the score
+it gave when the lead was scored (:meth:`online_models.bundle.ModelBundle.learn_provisional`
+keeps it), the same moment the published score was given: the comparison is on the
+published probability "converts within the horizon", for champion and challengers alike.
 """
 
 from __future__ import annotations

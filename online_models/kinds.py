@@ -36,7 +36,7 @@ class Scorer(Protocol):
 
     def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]: ...
 
-    def predict_learn_one(self, x: dict[str, float], y: bool) -> float: ...
+    def predict_learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> float: ...
 
     def learn_one(self, x: dict[Any, Any], y: Any, **kwargs: Any) -> None: ...
 
@@ -79,7 +79,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         try:
             params[name] = types[name](value)
         except ValueError as exc:
-            raise ValueError(f"model spec {spec!r}: {name} must be a {types[name].__name__}") from exc
+            raise ValueError(
+                f"model spec {spec!r}: {name} must be a {types[name].__name__}"
+            ) from exc
     return kind, params
 
 

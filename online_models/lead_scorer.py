@@ -140,15 +140,19 @@ class LeadScorer(base.Classifier):
             return 0.0  # never seen while learning (or constant): no scale yet, so no effect
         return _clip((value - s[1]) / math.sqrt(s[2]))
 
-    def learn_one(self, x: dict[Any, Any], y: base.typing.ClfTarget, **kwargs: Any) -> None:
-        self.predict_learn_one(x, bool(y))
+    def learn_one(
+        self, x: dict[Any, Any], y: base.typing.ClfTarget, w: float = 1.0, **kwargs: Any
+    ) -> None:
+        self.predict_learn_one(x, bool(y), w)
 
-    def predict_learn_one(self, x: dict[str, float], y: bool) -> float:
+    def predict_learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> float:
         """Score ``x`` with the current model, then learn ``(x, y)``; returns the score.
 
         The prequential (test-then-train) step in one pass over the features: the
         score and the step use the scale known before this example (so the score is
         exactly what :meth:`predict_proba_one` gave), then the scale learns ``x``.
+        ``w`` weighs the example's log loss (importance weighting of delayed feedback:
+        its gradient is ``w`` times the unweighted one; the L2 term is not weighted).
         The hot loop of the learner, hence written out.
         """
         weights = self._weights
@@ -173,27 +177,27 @@ class LeadScorer(base.Classifier):
                     mean = old + (value - old) / n
                     s[0], s[1], s[2] = n, mean, var + ((value - old) * (value - mean) - var) / n
             xt.append((name, v))
-            w = weights.get(name)
-            if w is not None:
-                z += w * v
+            wi = weights.get(name)
+            if wi is not None:
+                z += wi * v
         p = _sigmoid(z)
-        g = p - (1.0 if y else 0.0)
+        g = (p - (1.0 if y else 0.0)) * w
         lr, l2 = self.learning_rate, self.l2
         if self.optimizer == "sgd":
             self._intercept -= lr * g
             for name, v in xt:
-                w = weights.get(name, 0.0)
-                weights[name] = w - lr * (g * v + l2 * w)
+                wi = weights.get(name, 0.0)
+                weights[name] = wi - lr * (g * v + l2 * wi)
         else:
             self._g2_intercept += g * g
             self._intercept -= lr * g / sqrt(self._g2_intercept)
             g2 = self._g2
             for name, v in xt:
-                w = weights.get(name, 0.0)
-                gi = g * v + l2 * w
+                wi = weights.get(name, 0.0)
+                gi = g * v + l2 * wi
                 acc = g2.get(name, 1.0) + gi * gi
                 g2[name] = acc
-                weights[name] = w - lr * gi / sqrt(acc)
+                weights[name] = wi - lr * gi / sqrt(acc)
         self.n_learned += 1
         return p
 

@@ -407,11 +407,17 @@ class NewtonLogistic(base.Classifier):
         self._p = np.asarray(np.linalg.inv(hessian), dtype=np.float64)
         self.n_learned = len(y)
 
-    def learn_one(self, x: dict[Any, Any], y: base.typing.ClfTarget, **kwargs: Any) -> None:
-        self.predict_learn_one(x, bool(y))
+    def learn_one(
+        self, x: dict[Any, Any], y: base.typing.ClfTarget, w: float = 1.0, **kwargs: Any
+    ) -> None:
+        self.predict_learn_one(x, bool(y), w)
 
-    def predict_learn_one(self, x: dict[str, float], y: bool) -> float:
-        """Score ``x``, then learn ``(x, y)``; returns the score (the learner's step)."""
+    def predict_learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> float:
+        """Score ``x``, then learn ``(x, y)``; returns the score (the learner's step).
+
+        ``w`` weighs the example in the online Newton step (its gradient and curvature);
+        the solves on the recent window (warm-up and periodic) count every example once.
+        """
         if self._encoding is None:
             p = self._prior()
             self._recent.append((x, y))
@@ -425,10 +431,10 @@ class NewtonLogistic(base.Classifier):
                 self._count_level(name)
         xb = np.append(self._encoding.vector(x), 1.0)
         p = _sigmoid_one(float(self._w @ xb))
-        h = p * (1.0 - p)
+        h = w * p * (1.0 - p)
         px = self._p @ xb
         self._p -= np.outer(px, px) * (h / (1.0 + h * float(xb @ px)))
-        self._w -= (self._p @ xb) * (p - (1.0 if y else 0.0))
+        self._w -= (self._p @ xb) * (w * (p - (1.0 if y else 0.0)))
         self.n_learned += 1
         self._since_fit += 1
         if (

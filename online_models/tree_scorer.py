@@ -94,14 +94,24 @@ class TreeScorer(base.Classifier):
         p = float(self._model.predict_proba_one(x).get(True, 0.0))
         return min(1.0 - _P_MIN, max(_P_MIN, p))
 
-    def learn_one(self, x: dict[Any, Any], y: base.typing.ClfTarget, **kwargs: Any) -> None:
-        self.predict_learn_one(x, bool(y))
+    def learn_one(
+        self, x: dict[Any, Any], y: base.typing.ClfTarget, w: float = 1.0, **kwargs: Any
+    ) -> None:
+        self.predict_learn_one(x, bool(y), w)
 
-    def predict_learn_one(self, x: dict[Any, Any], y: bool) -> float:
-        """Score ``x``, then learn ``(x, y)``; returns the score."""
+    def predict_learn_one(self, x: dict[Any, Any], y: bool, w: float = 1.0) -> float:
+        """Score ``x``, then learn ``(x, y)`` with weight ``w``; returns the score.
+
+        River's Hoeffding tree takes the weight as it is; the forest (whose members
+        take none) learns a weighted example once, and the weight enters through the
+        reference model's step only.
+        """
         p = self._p(x) if self.n_learned else self._reference.predict_proba_one(x)[True]
-        self._model.learn_one(x, y)
-        self._reference.learn_one(x, y)
+        if self.kind == "hoeffding":
+            self._model.learn_one(x, y, w=w)  # type: ignore[call-arg]  # the tree takes w
+        else:
+            self._model.learn_one(x, y)
+        self._reference.learn_one(x, y, w)
         self.n_learned += 1
         return p
 

@@ -132,6 +132,10 @@ class ModelHealth(BaseModel):
     metrics: list[dict[str, Any]]
     promotions: list[dict[str, Any]]
     published: PublishedScores = Field(default_factory=PublishedScores)
+    #: The published scores against the outcomes, by week of creation: leads labelled,
+    #: mean_predicted, observed, calibration (their ratio), logloss, auc. A week's
+    #: negatives arrive at its horizon; until then ``observed`` is too high.
+    published_by_week: list[dict[str, Any]] = []
 
 
 class LeadRow(BaseModel):

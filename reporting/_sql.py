@@ -185,6 +185,21 @@ PUBLISHED_SCORES = """
               arrayAUC(groupArray(score), groupArray(label)), NULL)
     FROM {db:Identifier}.training_examples FINAL
     WHERE scored_at >= {since:DateTime64(3)} AND scored_at < {until:DateTime64(3)}"""
+#: The published scores' quality by week of the leads' creation: every labelled lead's
+#: published score (training_examples keeps it) against its outcome; cold-start scores out.
+PUBLISHED_QUALITY = """
+    SELECT toMonday(s.occurred_at) AS week, count() AS leads, avg(t.score) AS mean_predicted,
+           avg(t.label) AS observed,
+           -avg(if(t.label = 1, log(greatest(t.score, 1e-15)),
+                   log(greatest(1 - t.score, 1e-15)))) AS logloss,
+           if(min(t.label) = max(t.label), nan,
+              arrayAUC(groupArray(t.score), groupArray(toUInt8(t.label)))) AS auc
+    FROM {db:Identifier}.training_examples AS t FINAL
+    INNER JOIN (SELECT lead_id, min(occurred_at) AS occurred_at
+                FROM {db:Identifier}.scored_leads GROUP BY lead_id) AS s USING (lead_id)
+    WHERE t.model_version > 0
+      AND s.occurred_at >= {since:DateTime64(3)} AND s.occurred_at < {until:DateTime64(3)}
+    GROUP BY week ORDER BY week"""
 
 PROMOTIONS = """
     SELECT at, action, from_model, to_model, from_version, to_version, actor

@@ -16,6 +16,7 @@ day (cohorts), so a period's revenue grows as its leads convert.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -478,7 +479,9 @@ class Analytics:
         promotions = [dict(zip(pcols, r, strict=True)) for r in self._rows(_sql.PROMOTIONS, params)]
         ((examples, positives, auc),) = self._rows(_sql.PUBLISHED_SCORES, params)
         published = PublishedScores(examples=examples, positives=positives or 0, auc=auc)
-        return ModelHealth(metrics=metrics, promotions=promotions, published=published)
+        weeks = [_published_week(r) for r in self._rows(_sql.PUBLISHED_QUALITY, _span(f))]
+        return ModelHealth(metrics=metrics, promotions=promotions, published=published,
+                           published_by_week=weeks)  # fmt: skip
 
     def leads(self, f: Filters, limit: int = 100) -> list[LeadRow]:
         """The best-scored leads of the period that match the filters (drill-down)."""
@@ -539,6 +542,20 @@ class Analytics:
 
 #: "No upper bound" for DateTime64 parameters (its range ends in 2299).
 _OPEN_END = datetime(2299, 1, 1, tzinfo=UTC)
+
+
+def _published_week(r: Sequence[Any]) -> dict[str, Any]:
+    """One week of the published scores' quality (``PUBLISHED_QUALITY``), JSON-ready."""
+    week, leads, predicted, observed, logloss, auc = r
+
+    def num(v: Any, digits: int = 4) -> float | None:
+        return None if v is None or math.isnan(v) else round(float(v), digits)
+
+    return {
+        "week": week, "leads": int(leads), "mean_predicted": num(predicted),
+        "observed": num(observed), "calibration": _ratio(predicted, observed, 4),
+        "logloss": num(logloss, 5), "auc": num(auc),
+    }  # fmt: skip
 
 
 def _span(f: Filters) -> dict[str, datetime]:

@@ -43,6 +43,7 @@ class Metrics:
     training_examples: Counter
     labels_unmatched: Counter
     model_auc: Gauge
+    published_quality: Gauge
     anomalies: Counter
     anomaly_active: Gauge
     series_value: Gauge
@@ -109,6 +110,13 @@ class Metrics:
                 " chance, 1 ranks every converter first). The learner's own test-then-train AUC"
                 " of each model is leadstream_model_prequential{metric=\"auc\"}",
                 namespace=namespace, registry=registry),
+            published_quality=Gauge(
+                "published_scores_quality",
+                "The published scores against the outcomes (the model's live quality): logloss"
+                " over every labelled lead; mean_predicted, observed and calibration (their ratio,"
+                " 1 is calibrated) of the leads created in the latest week whose horizon has"
+                " passed (scope=last_complete_week) or in every kept week (scope=weeks)",
+                ["scope", "metric"], namespace=namespace, registry=registry),
             anomalies=Counter(
                 "anomalies", "Anomalies and drift reported (after the cool-down), by kind and severity",
                 ["kind", "severity"], namespace=namespace, registry=registry),

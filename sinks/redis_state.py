@@ -257,6 +257,18 @@ class RedisState:
         if lead_ids:
             await self.client.delete(*(self._k("early", lead_id) for lead_id in lead_ids))
 
+    async def due(
+        self, after_epoch_s: float, through_epoch_s: float, limit: int = 5000
+    ) -> list[tuple[str, float]]:
+        """Leads still waiting for a label created in ``(after, through]``, oldest first, with
+        their creation times (the ``es_dfm`` window: leads not converted within it)."""
+        raw = await self.client.zrangebyscore(
+            self._k("pending"), f"({after_epoch_s!r}", through_epoch_s, start=0, num=limit,
+            withscores=True,
+        )  # fmt: skip
+        pairs: list[tuple[bytes | str, float]] = raw  # type: ignore[assignment]  # withscores
+        return [(r.decode() if isinstance(r, bytes) else str(r), float(t)) for r, t in pairs]
+
     async def expired(self, before_epoch_s: float, limit: int = 5000) -> list[str]:
         """Leads created before ``before_epoch_s`` that are still waiting for a label."""
         raw = await self.client.zrangebyscore(

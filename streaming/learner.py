@@ -22,6 +22,7 @@ from online_models.bundle import (
     ModelStore,
     apply_command,
     bundle_for,
+    configure_delays,
     defaults_for,
     policy_for,
 )
@@ -50,7 +51,6 @@ class LearnerRole:
     learning: ModelBundle | None
     _learned_since_publish: int
     _promotions: list[dict[str, Any]]
-    _fake_negatives: bool
 
     def new_bundle(self) -> ModelBundle:
         """An untrained model configured from the settings: champion, challengers, revenue."""
@@ -72,18 +72,22 @@ class LearnerRole:
             if is_first:
                 bundle.learn_revenue(example.get("features"), example["revenue"])
                 self._learned_since_publish += 1
+        policy = self.settings.models.label_policy
         provisional = [e for e in decoded if e.get("kind") == "provisional"]
         first_provisional = await self.state.first_learning(
             [f"provisional:{e['lead_id']}" for e in provisional]
         )
         for example, is_first in zip(provisional, first_provisional, strict=True):
-            if is_first:  # learned as a negative now; its outcome is only scored later
+            if is_first:  # seen now (fake_negative, fnw: learned as a negative)
                 bundle.learn_provisional(
-                    example["features"], datetime.fromisoformat(example["scored_at"]).timestamp()
-                )
+                    example["features"], datetime.fromisoformat(example["scored_at"]).timestamp(),
+                    policy, example["lead_id"],
+                )  # fmt: skip
                 self._learned_since_publish += 1
-        examples = [e for e in decoded if e.get("kind") not in ("revenue", "provisional")]
+        examples = [e for e in decoded if e.get("kind") not in ("revenue", "provisional", "window")]
         first = await self.state.first_learning([e["lead_id"] for e in examples])
+        if policy == "es_dfm":
+            await self._learn_windows(bundle, decoded, examples, first)
         rows: list[Row] = []
         drifts: list[Row] = []
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -92,9 +96,11 @@ class LearnerRole:
                 continue
             label = bool(example["label"])
             scored_at = datetime.fromisoformat(example["scored_at"])
+            created_at, converted_at = example.get("created_at"), example.get("converted_at")
             promoted, drift = bundle.learn_one(
-                example["features"], label, example["score"], self._fake_negatives,
-                scored_at.timestamp(),
+                example["features"], label, example["score"], policy, scored_at.timestamp(),
+                example["lead_id"], scored_at.timestamp() if created_at is None else created_at,
+                converted_at - created_at if label and converted_at and created_at else None,
             )  # fmt: skip
             if promoted:
                 self._promoted(bundle.history[-1])
@@ -117,6 +123,61 @@ class LearnerRole:
             auc = bundle.published.report("overall")["auc"]
             if auc is not None:
                 self.metrics.model_auc.set(auc)
+            self._export_published(bundle)
+
+    async def _learn_windows(
+        self,
+        bundle: ModelBundle,
+        decoded: list[dict[str, Any]],
+        examples: list[dict[str, Any]],
+        first: list[bool],
+    ) -> None:
+        """``es_dfm``: a lead whose window passed without a conversion is a weighted negative.
+
+        A lead's window is claimed once (Redis SET NX): by its conversion if that came
+        within the window (then no negative is learned), else by its window example. A
+        conversion after the window whose window example has not come (the sweep runs
+        after the batch that moved the watermark past it) claims it and learns the
+        negative first. The conversions' claims go first, so a window example replayed
+        or racing with a conversion is not learned twice.
+        """
+        windows = [e for e in decoded if e.get("kind") == "window"]
+        window_s = self.settings.models.window_days * 86400.0
+        converted = [
+            e for e, is_first in zip(examples, first, strict=True)
+            if is_first and e["label"] and e.get("converted_at") is not None
+            and e.get("created_at") is not None
+        ]  # fmt: skip
+        if not windows and not converted:
+            return
+        claimed = await self.state.first_learning(
+            [f"window:{e['lead_id']}" for e in (*converted, *windows)]
+        )
+        for example, is_first in zip((*converted, *windows), claimed, strict=True):
+            late = example.get("kind") == "window" or (
+                example["converted_at"] - example["created_at"] > window_s
+            )
+            if is_first and late:
+                scored_at = datetime.fromisoformat(example["scored_at"]).timestamp()
+                bundle.learn_window(example["features"], scored_at)
+                self._learned_since_publish += 1
+
+    def _export_published(self, bundle: ModelBundle) -> None:
+        """The published scores' log loss and calibration, as the model's live quality."""
+        gauge = self.metrics.published_quality
+        logloss = bundle.published.report("overall")["logloss"]
+        if logloss is not None:
+            gauge.labels(scope="overall", metric="logloss").set(logloss)
+        horizon_s = self.settings.models.horizon_days * 86400.0
+        scopes = {"last_complete_week": bundle.calibration.last_complete(horizon_s),
+                  "weeks": bundle.calibration.overall()}  # fmt: skip
+        for scope, week in scopes.items():
+            if week is None:
+                continue
+            for metric, key in (("mean_predicted", "mean_predicted"), ("observed", "observed"),
+                                ("calibration", "ratio"), ("logloss", "logloss")):  # fmt: skip
+                if week[key] is not None:
+                    gauge.labels(scope=scope, metric=metric).set(week[key])
 
     async def _resume(self) -> ModelBundle:
         """The learner's bundle: the latest snapshot (or a new one), with today's settings."""
@@ -126,6 +187,7 @@ class LearnerRole:
         bundle.version = max(bundle.version, latest)
         bundle.policy = policy_for(self.settings.models)
         bundle.defaults = defaults_for(self.settings.models)
+        configure_delays(bundle, self.settings.models)
         for spec in self.settings.models.challengers:
             if spec not in bundle.candidates:
                 bundle.add_challenger(spec)

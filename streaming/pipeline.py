@@ -32,6 +32,7 @@ from online_models.bundle import (
     from_fake_negatives,
     value_band,
 )
+from online_models.delayed_feedback import PROVISIONAL
 from online_models.features import lead_features
 from online_models.importance import scored_many
 from sinks.clickhouse import DirectRows
@@ -137,6 +138,10 @@ class Pipeline(LearnerRole):
         self._promotions: list[dict[str, Any]] = []  # applied, not yet in ClickHouse
         self._horizon_s = settings.models.horizon_days * 86400.0
         self._fake_negatives = settings.models.label_policy == "fake_negative"
+        # Delayed feedback (online_models/delayed_feedback.py): the learner sees each lead
+        # when it is scored; es_dfm also when its window passes without a conversion.
+        self._provisional = settings.models.label_policy in PROVISIONAL
+        self._window_s = settings.models.window_days * 86400.0
         self.monitor = AnomalyMonitor.for_worker(
             settings, state.client, state.prefix, metrics, send, sinks.get("anomalies"), clock
         )
@@ -296,7 +301,7 @@ class Pipeline(LearnerRole):
             self.metrics.lead_score.observe(score)
         # Snapshots before the score is visible: a conversion can then always find them.
         await self.state.save_snapshots(snapshots)
-        if self._fake_negatives:  # every scored lead is a negative until it converts
+        if self._provisional:  # every scored lead reaches the learner now (delayed feedback)
             sends += [
                 await self._emit_example(lead_id, snapshot, 0, now, None, "provisional")
                 for lead_id, _, snapshot in snapshots
@@ -386,8 +391,9 @@ class Pipeline(LearnerRole):
         if outcome["label"]:  # the revenue model learns the deal from these features
             await self.state.keep_features({lead_id: snapshot["features"]})
         return await self._emit_example(
-            lead_id, snapshot, outcome["label"], now, outcome["revenue"]
-        )
+            lead_id, snapshot, outcome["label"], now, outcome["revenue"],
+            converted_at=outcome["occurred_at"] if outcome["label"] else None,
+        )  # fmt: skip
 
     async def _emit_example(
         self,
@@ -397,9 +403,17 @@ class Pipeline(LearnerRole):
         now: datetime,
         revenue: float | None,
         kind: str | None = None,
+        converted_at: float | None = None,
     ) -> Awaitable[Any]:
         self.metrics.training_examples.labels(label=kind or str(label)).inc()
+        # Event times (epoch seconds) for the delayed-feedback strategies' weights; the
+        # horizon policy's examples stay as they were.
+        times = (
+            {"created_at": snapshot.get("created_at"), "converted_at": converted_at}
+            if self._provisional else {}
+        )  # fmt: skip
         example = {
+            **times,
             **({"kind": kind} if kind else {}),
             "lead_id": lead_id,
             "label": label,
@@ -425,6 +439,8 @@ class Pipeline(LearnerRole):
         )  # fmt: skip
         if watermark <= 0:
             return 0
+        if self.settings.models.label_policy == "es_dfm":
+            await self._sweep_windows(watermark)
         expired = await self.state.expired(watermark - self._horizon_s)
         if not expired:
             return 0
@@ -438,6 +454,27 @@ class Pipeline(LearnerRole):
         await asyncio.gather(*sends)
         # Expired leads without a snapshot (state lost) are settled too, or they would stay forever.
         await self.state.settle(expired)
+        return len(sends)
+
+    async def _sweep_windows(self, watermark: float) -> int:
+        """``es_dfm``: send each lead whose window passed without a conversion to the learner.
+
+        A cursor (the latest creation time swept, in Redis) makes each lead due once; a
+        replay after a crash sends it again, and the learner learns it once.
+        """
+        cursor = await self.state.advance_watermark("es_dfm_window", 0)
+        due = await self.state.due(cursor, watermark - self._window_s)
+        if not due:
+            return 0
+        snapshots = await self.state.pending_snapshots([lead_id for lead_id, _ in due])
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        sends = [
+            await self._emit_example(lead_id, snap, 0, now, None, "window")
+            for (lead_id, _), snap in zip(due, snapshots, strict=True)
+            if snap is not None
+        ]
+        await asyncio.gather(*sends)
+        await self.state.advance_watermark("es_dfm_window", due[-1][1])
         return len(sends)
 
 

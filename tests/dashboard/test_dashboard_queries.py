@@ -118,6 +118,7 @@ def test_cohorts_anomalies_model_health(analytics: Analytics) -> None:
     assert len(health.metrics) == 11 and health.metrics[0]["model_version"] == 11
     # No labelled leads in this data: no published scores' AUC, and no error.
     assert health.published.model_dump() == {"examples": 0, "positives": 0, "auc": None}
+    assert health.published_by_week == []  # nor their calibration by week
 
 
 def test_a_replayed_batch_is_not_counted_twice(

@@ -25,7 +25,8 @@ async def rig(
         settings = Settings(
             redis={"url": redis_url, "key_prefix": f"lrn-{run_id}-{next(counter)}"},
             clickhouse={"chdb_path": tmp_path / "chdb"},
-            models={"horizon_days": 30, **models},
+            # These tests are about the horizon label join (the default is es_dfm).
+            models={"horizon_days": 30, "label_policy": "horizon", **models},
             kafka={"partitions": 1},
             pii_hash_key="learning-test-key-0123456789",
         )

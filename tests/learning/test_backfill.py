@@ -56,7 +56,8 @@ async def test_backfill_publishes_models_the_running_learner_continues_from(
     prefix = f"bf-{run_id}"
     settings = Settings(
         redis={"url": redis_url, "key_prefix": prefix}, clickhouse={"chdb_path": tmp_path / "ch"},
-        models={"challengers": ["logistic:optimizer=sgd,learning_rate=0.01", "newton"]},
+        models={"challengers": ["logistic:optimizer=sgd,learning_rate=0.01", "newton"],
+                "label_policy": "horizon"},  # its examples are the horizon policy's
         kafka={"partitions": 1}, pii_hash_key="backfill-test-key-0123456789",
     )  # fmt: skip
     client = aioredis.from_url(redis_url)

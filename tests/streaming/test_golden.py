@@ -168,7 +168,8 @@ async def _run(redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
     settings = Settings(
         redis={"url": redis_url, "key_prefix": prefix},
         clickhouse={"chdb_path": tmp_path / "chdb"},
-        models={"horizon_days": 14, "target_stage": "sql"},
+        # The golden file was recorded with the horizon policy (the default before issue 18).
+        models={"horizon_days": 14, "target_stage": "sql", "label_policy": "horizon"},
         kafka={"partitions": 2},
         pii_hash_key="golden-test-key-0123456789",
     )

@@ -30,11 +30,12 @@ DAY = 86400.0
 async def _opened(
     redis_url: str, prefix: str, tmp_path: Path, **models: Any
 ) -> AsyncIterator[tuple[Pipeline, Captured, Any]]:
-    """A pipeline on real Redis and chDB (horizon 30 days, target sql), sends captured."""
+    """A pipeline on real Redis and chDB (horizon 30 days, target sql, the horizon label
+    policy unless ``models`` says otherwise), sends captured."""
     settings = Settings(
         redis={"url": redis_url, "key_prefix": prefix},
         clickhouse={"chdb_path": tmp_path / "chdb"},
-        models={"horizon_days": 30, "target_stage": "sql", **models},
+        models={"horizon_days": 30, "target_stage": "sql", "label_policy": "horizon", **models},
         kafka={"partitions": 1},
         pii_hash_key="label-test-key-0123456789",
     )
