@@ -219,6 +219,7 @@ def scale_out(
     workers: Annotated[
         str, typer.Option(help="stream worker counts to run, comma-separated")
     ] = "1,2",
+    rounds: Annotated[int, typer.Option(help="rounds of every count, alternating", min=1)] = 3,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
 ) -> None:
     """Throughput and CPU per event with 1, then 2 stream workers on the same broker and input.
@@ -236,7 +237,8 @@ def scale_out(
         raise typer.BadParameter(f"--workers takes counts like 1,2: {exc}") from exc
     if not counts or min(counts) < 1:
         raise typer.BadParameter("--workers takes counts of at least 1, like 1,2")
-    run_bench_scale_out(leads, out, lambda m: console.print(m), streams=counts, days=days)
+    run_bench_scale_out(leads, out, lambda m: console.print(m), streams=counts, days=days,
+                        rounds=rounds)  # fmt: skip
 
 
 @bench_app.command("recommendations")
