@@ -8,16 +8,25 @@ prequential metrics, the drift monitor and the promotion history.
 from __future__ import annotations
 
 import math
-import pickle
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
-from redis.asyncio import Redis
 
+from online_models.bands import (  # re-exported: callers import them here
+    RAW_FIELD as RAW_FIELD,
+)
+from online_models.bands import (
+    band as band,
+)
+from online_models.bands import (
+    reason as reason,
+)
+from online_models.bands import (
+    value_band as value_band,
+)
 from online_models.calibration import WeeklyCalibration
 from online_models.champion import Candidate, Comparison, Policy, compare
 from online_models.delayed_feedback import (
@@ -33,13 +42,15 @@ from online_models.delayed_feedback import (  # re-exported: scorers and tests i
 )
 from online_models.drift import CONVERSIONS_DELTA, CONVERSIONS_THRESHOLD, DriftMonitor
 from online_models.kinds import Defaults, Scorer, build_model
-from online_models.lead_scorer import Contribution, LeadScorer
+from online_models.lead_scorer import LeadScorer
+from online_models.model_store import (
+    ModelStore as ModelStore,  # re-exported: callers import it here
+)
 from online_models.prequential import ClassificationMetrics, RegressionMetrics
 from online_models.revenue import RevenueModel
 
 log = structlog.get_logger(__name__)
 
-_KEEP_VERSIONS = 5
 #: Promotions kept in the bundle (ClickHouse keeps them all).
 _KEEP_HISTORY = 50
 #: Leads whose candidates' scores the learner keeps until their label arrives (a few
@@ -436,96 +447,6 @@ def configure_delays(bundle: ModelBundle, m: Any) -> None:
         bundle.delays = DelayModel(horizon_s)
 
 
-class ModelStore:
-    """Versioned model snapshots in Redis; scorers poll :meth:`latest_version`.
-
-    Also the learner's command queue (promote, rollback from ``leadstream models``)
-    and its heartbeat. Snapshots are pickles written only by our own learner (or
-    command) into our own Redis namespace; never point this at a Redis others can
-    write to.
-    """
-
-    def __init__(self, client: Redis, prefix: str) -> None:
-        self.client = client
-        self.prefix = prefix
-
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.prefix, "model", *parts))
-
-    async def publish(self, bundle: ModelBundle) -> int:
-        """Store ``bundle`` as the next version and make it the latest; returns the version."""
-        version = int(await self.client.incr(self._k("seq")))
-        bundle.version = version
-        for record in bundle.history:
-            if record["to_version"] is None:
-                record["to_version"] = version
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(self._k(str(version)), pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL))
-            pipe.set(self._k("latest"), version)
-            pipe.delete(self._k(str(version - _KEEP_VERSIONS)))
-            await pipe.execute()
-        return version
-
-    async def latest_version(self) -> int:
-        """The newest published version, 0 if none."""
-        raw = await self.client.get(self._k("latest"))
-        return int(raw) if raw else 0
-
-    async def load(self, version: int | None = None) -> ModelBundle | None:
-        """A published bundle (the latest by default), or None if there is none."""
-        if version is None:
-            version = await self.latest_version()
-        if version == 0:
-            return None
-        raw = await self.client.get(self._k(str(version)))
-        if raw is None:
-            return None
-        if not isinstance(raw, bytes):
-            raise TypeError(f"model snapshot {version} is not bytes")
-        bundle = pickle.loads(raw)  # noqa: S301 - our own snapshot, see the class docstring
-        if not isinstance(bundle, ModelBundle):
-            raise TypeError(f"model snapshot {version} is not a ModelBundle")
-        if getattr(bundle, "format", 1) != ModelBundle.format:
-            # An older layout: unusable by this code. The learner starts afresh (or from a
-            # backfill); scorers keep the model they have until a new version is published.
-            log.warning("model.snapshot_format_unknown", version=version,
-                        format=getattr(bundle, "format", 1))  # fmt: skip
-            return None
-        return bundle
-
-    async def push_command(self, action: str, model: str | None, actor: str) -> str:
-        """Queue a champion change for the learner; returns the command's id."""
-        command_id = uuid.uuid4().hex
-        body = {"id": command_id, "action": action, "model": model, "actor": actor}
-        await self.client.rpush(self._k("commands"), orjson.dumps(body))
-        return command_id
-
-    async def pop_commands(self) -> list[dict[str, Any]]:
-        """Take every queued command, oldest first."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.lrange(self._k("commands"), 0, -1)
-            pipe.delete(self._k("commands"))
-            raw, _ = await pipe.execute()
-        return [orjson.loads(r) for r in raw]
-
-    async def set_result(self, command_id: str, result: dict[str, Any]) -> None:
-        """Record what became of a command (kept for a day)."""
-        await self.client.set(self._k("result", command_id), orjson.dumps(result), ex=86400)
-
-    async def result(self, command_id: str) -> dict[str, Any] | None:
-        """What became of a command, once the learner applied it."""
-        raw = await self.client.get(self._k("result", command_id))
-        return orjson.loads(raw) if raw else None
-
-    async def heartbeat(self, ttl_s: float) -> None:
-        """The learner says it is alive (for ``ttl_s`` seconds)."""
-        await self.client.set(self._k("learner"), 1, px=max(1, int(ttl_s * 1000)))
-
-    async def learner_alive(self) -> bool:
-        """Whether a learner beat its heart recently."""
-        return bool(await self.client.exists(self._k("learner")))
-
-
 def apply_command(bundle: ModelBundle, command: dict[str, Any]) -> dict[str, Any]:
     """Apply a queued command to ``bundle``; returns the promotion record or raises ValueError."""
     if command["action"] == "promote":
@@ -533,104 +454,3 @@ def apply_command(bundle: ModelBundle, command: dict[str, Any]) -> dict[str, Any
     if command["action"] == "rollback":
         return bundle.rollback(str(command["actor"]))
     raise ValueError(f"unknown model command {command['action']!r}")
-
-
-def band(score: float, a: float, b: float, c: float) -> str:
-    """Band A–D from a score and the thresholds of A, B and C.
-
-    >>> [band(s, 0.5, 0.25, 0.1) for s in (0.9, 0.5, 0.3, 0.1, 0.05)]
-    ['A', 'A', 'B', 'C', 'D']
-    """
-    if score >= a:
-        return "A"
-    if score >= b:
-        return "B"
-    if score >= c:
-        return "C"
-    return "D"
-
-
-def value_band(
-    score: float,
-    expected_revenue: float,
-    mean_revenue: float,
-    cap: float,
-    a: float,
-    b: float,
-    c: float,
-) -> str:
-    """The band of a lead from its probability and its expected deal size together.
-
-    The probability is weighted by how the lead's expected revenue compares with the
-    mean deal, the ratio capped to ``[1/cap, cap]``: ``band(score × ratio)``. Leads are
-    thus ordered by expected value (``score × expected revenue``), while a lead that
-    is unlikely to convert cannot reach band A on deal size alone (with ``cap = 2``,
-    a score below a/2 never makes A). Before any revenue is known the ratio is 1.
-
-    >>> value_band(0.3, 20000.0, 10000.0, 2.0, 0.5, 0.25, 0.1)  # a big deal: B becomes A
-    'A'
-    >>> value_band(0.3, 2000.0, 10000.0, 2.0, 0.5, 0.25, 0.1)   # a small one: C (0.3 × 0.5)
-    'C'
-    >>> value_band(0.2, 90000.0, 10000.0, 2.0, 0.5, 0.25, 0.1)  # capped: 0.2 × 2 = 0.4
-    'B'
-    """
-    ratio = expected_revenue / mean_revenue if mean_revenue > 0 else 1.0
-    ratio = min(cap, max(1.0 / cap, ratio))
-    return band(score * ratio, a, b, c)
-
-
-_LABELS: dict[str, str] = {
-    "pages_viewed": "pages viewed",
-    "pricing_page_visits": "pricing-page visits",
-    "email_opens": "e-mail opens",
-    "email_clicks": "e-mail clicks",
-    "demo_requested": "requested a demo",
-    "log_company_size": "company size",
-    "email_is_free": "uses a free e-mail address",
-    "email_is_role": "uses a role mailbox",
-    "has_phone": "left a phone number",
-}
-
-
-#: How a feature reads with the lead's own value (a count, as the lead gave it).
-_WITH_VALUE: dict[str, str] = {
-    "pages_viewed": "{} pages viewed",
-    "pricing_page_visits": "{} pricing-page visits",
-    "email_opens": "{} e-mail opens",
-    "email_clicks": "{} e-mail clicks",
-    "log_company_size": "company size {} employees",
-}
-#: The raw lead field a feature's value is quoted from, where the names differ.
-RAW_FIELD: dict[str, str] = {"log_company_size": "company_size"}
-
-
-def reason(c: Contribution, raw: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A contribution as a record with a sentence sales can read.
-
-    >>> reason(Contribution("channel=paid_search", 1.0, 0.42))["text"]
-    'channel is paid search: raises the score'
-    >>> reason(Contribution("pricing_page_visits", 1.386, 0.3), {"pricing_page_visits": 3})["text"]
-    '3 pricing-page visits: raises the score'
-    >>> reason(Contribution("log_company_size", 5.53, -0.2))["text"]  # never the logarithm
-    'company size: lowers the score'
-    >>> reason(Contribution("log_company_size", 5.53, -0.2), {"company_size": 250})["text"]
-    'company size 250 employees: lowers the score'
-    """
-    effect = "raises the score" if c.contribution > 0 else "lowers the score"
-    if "=" in c.feature:
-        name, value = c.feature.split("=", 1)
-        text = f"{name.replace('_', ' ')} is {value.replace('_', ' ')}: {effect}"
-    else:
-        label = _LABELS.get(c.feature, c.feature.removeprefix("eng_").replace("_", " "))
-        shown = (raw or {}).get(RAW_FIELD.get(c.feature, c.feature))
-        if shown in (None, True, False):
-            text = f"{label}: {effect}"
-        else:
-            template = _WITH_VALUE.get(c.feature, label + " {}")
-            text = f"{template.format(shown)}: {effect}"
-    return {
-        "feature": c.feature,
-        "value": round(c.value, 4),
-        "contribution": round(c.contribution, 4),
-        "text": text,
-    }
