@@ -15,18 +15,11 @@ from typing import Any
 
 import structlog
 
-from online_models.bands import (  # re-exported: callers import them here
-    RAW_FIELD as RAW_FIELD,
-)
-from online_models.bands import (
-    band as band,
-)
-from online_models.bands import (
-    reason as reason,
-)
-from online_models.bands import (
-    value_band as value_band,
-)
+# Re-exported: callers import these from here.
+from online_models.bands import RAW_FIELD as RAW_FIELD
+from online_models.bands import band as band
+from online_models.bands import reason as reason
+from online_models.bands import value_band as value_band
 from online_models.calibration import WeeklyCalibration
 from online_models.champion import Candidate, Comparison, Policy, compare
 from online_models.delayed_feedback import (

@@ -16,17 +16,17 @@ day (cohorts), so a period's revenue grows as its leads convert.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
-import orjson
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reporting import _sql
+from reporting._lead_views import LeadViews, _span
+from reporting._model_views import ModelViews
 from reporting._results import (
     AnomalyRow,
     CohortRow,
@@ -38,7 +38,6 @@ from reporting._results import (
     LeadRow,
     ModelHealth,
     Options,
-    PublishedScores,
     RoiRow,
 )
 from reporting.pool import ClientPool
@@ -148,7 +147,7 @@ class Filters(BaseModel):
 _Rows = dict[tuple[date, str], dict[str, list[float]]]
 
 
-class Analytics:
+class Analytics(LeadViews, ModelViews):
     """The views over one ClickHouse database.
 
     Parameters
@@ -452,116 +451,6 @@ class Analytics:
         fields = list(AnomalyRow.model_fields)
         return [AnomalyRow(**dict(zip(fields, r, strict=True))) for r in rows]
 
-    def data_span(self) -> tuple[date, date] | None:
-        """The first and last day with leads (event time), or None when there are none."""
-        rows = self._rows(_sql.DATA_SPAN, {})
-        if not rows or not rows[0][2]:
-            return None
-        return rows[0][0], rows[0][1]
-
-    def model_health(self, f: Filters, limit: int = 500) -> ModelHealth:
-        """Model metrics recorded in the period, newest first, champion changes, and the
-        published scores' AUC against the outcomes of the leads scored in the period.
-
-        The learner stamps its metrics (and the scorer its scores) with its own clock, not
-        with event time. A
-        period that reaches the data's last day therefore also takes what was recorded
-        after it: the model as of that day (on replayed or generated history, all of it).
-        """
-        params = {**_span(f), "limit": limit}
-        span = self.data_span()
-        if span is not None and f.end >= span[1]:
-            params["until"] = _OPEN_END
-        cols = ("recorded_at", "model_name", "role", "model_version", "scope", "examples",
-                "positives", "auc", "logloss", "brier", "precision", "recall", "f1")  # fmt: skip
-        metrics = [dict(zip(cols, r, strict=True)) for r in self._rows(_sql.MODEL_HEALTH, params)]
-        pcols = ("at", "action", "from_model", "to_model", "from_version", "to_version", "actor")
-        promotions = [dict(zip(pcols, r, strict=True)) for r in self._rows(_sql.PROMOTIONS, params)]
-        ((examples, positives, auc),) = self._rows(_sql.PUBLISHED_SCORES, params)
-        published = PublishedScores(examples=examples, positives=positives or 0, auc=auc)
-        weeks = [_published_week(r) for r in self._rows(_sql.PUBLISHED_QUALITY, _span(f))]
-        return ModelHealth(metrics=metrics, promotions=promotions, published=published,
-                           published_by_week=weeks)  # fmt: skip
-
-    def leads(self, f: Filters, limit: int = 100) -> list[LeadRow]:
-        """The best-scored leads of the period that match the filters (drill-down)."""
-        params = {**f.params(), **_span(f), "limit": limit}
-        if f.segments() or not f.channel:
-            sql = _sql.LEADS_FACTS.format(
-                facts=_sql.FACTS,
-                where=_sql.where(f.set_filters(), _sql.FACTS_FILTERS,
-                                 "toDate(created_at) BETWEEN {start:Date} AND {end:Date}"),
-            )  # fmt: skip
-            rows = self._rows(sql, params)
-        else:
-            names = [n for n in f.set_filters() if n in _sql.ROLLUP_FILTERS]
-            sql = _sql.TOP_SCORED.format(
-                where=_sql.where(names, _sql.ROLLUP_FILTERS,
-                                 "occurred_at >= {since:DateTime64(3)} AND occurred_at < {until:DateTime64(3)}"),
-            )  # fmt: skip
-            ids = [r[0] for r in self._rows(sql, params)]
-            if not ids:
-                return []
-            rows = self._rows(_sql.LEADS_BY_ID.format(facts=_sql.FACTS), {"ids": ids})
-            rows.sort(key=lambda r: (-(r[8] or 0.0), r[0]))
-        return [_lead_row(r) for r in rows[:limit]]
-
-    def options(self) -> Options:
-        """Channels with their campaigns, segment values and the data's first and last day."""
-        channels: dict[str, set[str]] = defaultdict(set)
-        segments: dict[str, list[str]] = {}
-        first: date | None = None
-        last: date | None = None
-        dims = {"industry": "industry", "country": "country", "size": "size_bucket",
-                "seniority": "seniority"}  # fmt: skip
-        for dim, value, lo, hi in self._rows(_sql.OPTIONS, {}):
-            if dim == "all":
-                first, last = lo, hi
-            elif dim in dims and value:
-                segments.setdefault(dims[dim], []).append(str(value))
-        pairs = self._rows(
-            "SELECT DISTINCT channel, campaign_id FROM {db:Identifier}.leads_daily "
-            "WHERE dim = 'all'",
-            {},
-        )
-        for ch, camp in pairs:
-            channels[str(ch)].add(str(camp))
-        return Options(
-            channels={k: sorted(v) for k, v in sorted(channels.items())},
-            segments={k: sorted(v) for k, v in sorted(segments.items())},
-            first_day=first, last_day=last,
-        )  # fmt: skip
-
-    def live(self, hours: int = 48) -> list[dict[str, Any]]:
-        """New leads per hour over the last ``hours`` of data (live, from leads_hourly)."""
-        sql = _sql.LIVE_HOURLY.format(
-            where="hour >= (SELECT max(hour) FROM {db:Identifier}.leads_hourly) - toIntervalHour({hours:UInt32})"
-        )
-        return [{"hour": h, "leads": int(n)} for h, n in self._rows(sql, {"hours": hours})]
-
-
-#: "No upper bound" for DateTime64 parameters (its range ends in 2299).
-_OPEN_END = datetime(2299, 1, 1, tzinfo=UTC)
-
-
-def _published_week(r: Sequence[Any]) -> dict[str, Any]:
-    """One week of the published scores' quality (``PUBLISHED_QUALITY``), JSON-ready."""
-    week, leads, predicted, observed, logloss, auc = r
-
-    def num(v: Any, digits: int = 4) -> float | None:
-        return None if v is None or math.isnan(v) else round(float(v), digits)
-
-    return {
-        "week": week, "leads": int(leads), "mean_predicted": num(predicted),
-        "observed": num(observed), "calibration": _ratio(predicted, observed, 4),
-        "logloss": num(logloss, 5), "auc": num(auc),
-    }  # fmt: skip
-
-
-def _span(f: Filters) -> dict[str, datetime]:
-    since = datetime.combine(f.start, time(0), tzinfo=UTC)
-    return {"since": since, "until": datetime.combine(f.end + timedelta(1), time(0), tzinfo=UTC)}
-
 
 def _ratio(a: float, b: float, digits: int = 2) -> float | None:
     """``a / b`` rounded, or None when ``b`` is zero.
@@ -603,22 +492,3 @@ def _histogram_median(counts: list[int]) -> float | None:
             return round(low + (high - low) * (half - seen) / n, 2)
         seen += n
     return None
-
-
-def _lead_row(r: Sequence[Any]) -> LeadRow:
-    (lead_id, created_at, channel, campaign, industry, country, size, seniority, score, band,
-     reasons, _version, mql_at, sql_at, opp_at, won_at, lost_at, revenue, _reached) = r  # fmt: skip
-    stage = next(
-        (name for name, at in (("won", won_at), ("lost", lost_at), ("opportunity", opp_at),
-                               ("sql", sql_at), ("mql", mql_at)) if at is not None),
-        "lead",
-    )  # fmt: skip
-    parsed = orjson.loads(reasons) if reasons else []
-    return LeadRow(
-        lead_id=lead_id, created_at=created_at, channel=channel, campaign_id=campaign,
-        industry=industry, country=country, size_bucket=size, seniority=seniority,
-        score=score if band != "-" else None, band=band,
-        reasons=[{k: v for k, v in x.items() if k in ("feature", "value", "contribution", "text")}
-                 for x in parsed if isinstance(x, dict)],
-        stage=stage, revenue=revenue,
-    )  # fmt: skip
