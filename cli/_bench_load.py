@@ -11,6 +11,7 @@ least-squares slopes of RSS (after a warm-up) and of lag stay under small bounds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cli._spawn import ServiceHandle
 from config.settings import TopicNames
 from streaming import synthetic
 from streaming.producer import produce
@@ -210,30 +212,41 @@ def _wait_for_metrics(proc: subprocess.Popen[bytes], port: int, work: Path) -> N
     raise RuntimeError(f"worker did not serve /metrics within 90 s; see {work / 'worker.log'}")
 
 
-def run_bench_load(
-    minutes: float, rate: float, out: Path, report: Callable[[str], None]
-) -> dict[str, Any]:
-    """The whole benchmark: own broker and Redis, the run, ``out/load.json``; returns it."""
-    import json
+@contextlib.contextmanager
+def private_services(prefix: str) -> Iterator[tuple[Path, ServiceHandle, ServiceHandle]]:
+    """A work folder with a broker and a Redis of the benchmark's own (so their CPU and
+    memory are the run's); all removed at the end."""
     import shutil
     import tempfile
-    from datetime import UTC, datetime
 
-    from cli._bench_scoring import machine
     from cli._procs import start_broker, start_redis
     from cli.demo import free_port
 
-    work = Path(tempfile.mkdtemp(prefix="leadstream-load-"))
-    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with (
             start_broker(free_port(), work / "run", detach=False) as broker,
             start_redis(free_port(), work / "run", detach=False) as redis,
         ):
-            report(f"holding {rate:,.0f} events/s for {minutes} min")
-            result = run_load(broker.url, redis.url, work, minutes, rate, free_port(), report)
+            yield work, broker, redis
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_bench_load(
+    minutes: float, rate: float, out: Path, report: Callable[[str], None]
+) -> dict[str, Any]:
+    """The whole benchmark: own broker and Redis, the run, ``out/load.json``; returns it."""
+    import json
+    from datetime import UTC, datetime
+
+    from cli._bench_scoring import machine
+    from cli.demo import free_port
+
+    out.mkdir(parents=True, exist_ok=True)
+    with private_services("leadstream-load-") as (work, broker, redis):
+        report(f"holding {rate:,.0f} events/s for {minutes} min")
+        result = run_load(broker.url, redis.url, work, minutes, rate, free_port(), report)
     result = {"benchmark": "load", "at": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine(), **result}  # fmt: skip
     path = out / "load.json"

@@ -206,31 +206,22 @@ def run_bench_scale_out(
 ) -> dict[str, Any]:
     """The whole benchmark: own broker and Redis, a run per worker count, ``scale_out.json``."""
     import json
-    import shutil
-    import tempfile
     from datetime import UTC, datetime
 
+    from cli._bench_load import private_services
     from cli._bench_scoring import machine
-    from cli._procs import start_broker, start_redis
     from cli.demo import free_port
 
     events = list(synthetic.generate(synthetic.GeneratorConfig(seed=15, leads=leads, days=days)))
     report(f"{len(events):,} events ({leads:,} leads), runs with {', '.join(map(str, streams))}"
            " stream worker(s)")  # fmt: skip
-    work = Path(tempfile.mkdtemp(prefix="leadstream-scale-out-"))
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        with (
-            start_broker(free_port(), work / "run", detach=False) as broker,
-            start_redis(free_port(), work / "run", detach=False) as redis,
-        ):
-            pids = {"broker": broker.pid, "redis": redis.pid}
-            # Rounds alternate the worker counts, so that the machine's slow spells fall
-            # on both; the verdict compares medians.
-            runs = [measure(broker.url, redis.url, pids, work, n, events, free_port, report)
-                    for _ in range(rounds) for n in streams]  # fmt: skip
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with private_services("leadstream-scale-out-") as (work, broker, redis):
+        pids = {"broker": broker.pid, "redis": redis.pid}
+        # Rounds alternate the worker counts, so that the machine's slow spells fall on
+        # both; the verdict compares medians.
+        runs = [measure(broker.url, redis.url, pids, work, n, events, free_port, report)
+                for _ in range(rounds) for n in streams]  # fmt: skip
     result = {"benchmark": "scale-out", "at": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine(), "leads": leads, "days": days, "rounds": rounds, "runs": runs, **verdict(runs)}  # fmt: skip
     path = out / "scale_out.json"

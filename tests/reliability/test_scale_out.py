@@ -26,6 +26,7 @@ from online_models.bundle import ModelStore
 from streaming import synthetic
 from streaming.producer import produce
 from tests.integration._worker import HANDLED, WorkerRun
+from tests.reliability.test_faults import _latest_model
 
 pytestmark = pytest.mark.integration
 
@@ -205,14 +206,6 @@ def _check_every_scorer_has_the_latest_model(cluster: Cluster) -> None:
     scorers = [m for m in cluster.alive if m is not owner]
     versions = [m.metric("leadstream_model_version") for m in scorers]
     assert all(v >= version for v in versions), (version, versions)
-
-
-async def _latest_model(run: WorkerRun) -> object:
-    client = aioredis.from_url(run.redis_url)
-    try:
-        return await ModelStore(client, f"t-{run.run_id}").load()
-    finally:
-        await client.aclose()
 
 
 def test_three_workers_one_killed_one_added_lose_and_double_nothing(cluster: Cluster) -> None:
