@@ -94,6 +94,18 @@ def client(owner: Owner) -> Iterator[Client]:
     c.close()
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal, floats to a cent: ClickHouse adds floats in parallel, in no fixed order, so a
+    sum rounded to cents can land a cent apart between two runs of one query (7162.995)."""
+    if isinstance(a, float) and isinstance(b, float | int):
+        return abs(a - b) <= 0.0101
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def test_connect_to_a_held_store_reaches_the_owners_relay(owner: Owner, client: Client) -> None:
     relay = find_relay(owner.path)
     assert relay is not None and relay.pid == owner.proc.pid
@@ -108,7 +120,7 @@ def test_the_dashboard_and_report_read_through_the_relay_what_the_owner_reads(
     expected = {k: v for k, v in owner.seen.items() if k != "direct_select_1_ms"}
     assert relayed.keys() == expected.keys()
     for name in expected:
-        assert relayed[name] == expected[name], name
+        assert _same(relayed[name], expected[name]), name
     assert relayed["kpis"]["current"]["leads"] > 1000
 
 
@@ -132,7 +144,7 @@ def test_concurrent_readers_get_the_same_answers_while_the_owner_inserts(
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert not errors and len(answers) == 12 and all(a == once for a in answers)
+    assert not errors and len(answers) == 12 and all(_same(a, once) for a in answers)
 
 
 def test_server_side_binds_of_every_kind(client: Client) -> None:
