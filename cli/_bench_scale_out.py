@@ -30,18 +30,16 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli._bench_load import handled, private_services
 from config.settings import TopicNames
 from streaming import synthetic
 from streaming.producer import produce
 
-_HANDLED = ("leadstream_events_in_total", "leadstream_events_rejected_total",
-            "leadstream_events_duplicate_total")  # fmt: skip
 #: The measured window, as shares of the input handled.
 WINDOW = (0.2, 0.9)
 #: Targets of issue 15 on a 2-core machine.
@@ -55,15 +53,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def _metric(port: int, names: Sequence[str]) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name in names)  # fmt: skip
-
-
 @dataclass
 class Member:
     """One worker process of a run."""
@@ -73,7 +62,7 @@ class Member:
     process: subprocess.Popen[bytes]
 
     def handled(self) -> float:
-        return _metric(self.port, _HANDLED)
+        return handled(self.port)
 
 
 @dataclass
@@ -101,7 +90,7 @@ class Run:
                     f"a {role} worker exited with {process.returncode}; see {log.name}"
                 )
             try:
-                _metric(port, ())
+                handled(port)
                 return member
             except OSError:
                 time.sleep(0.2)
@@ -181,6 +170,8 @@ def _window(
 ) -> dict[str, Any]:  # fmt: skip
     low, high = (next(s for s in samples if s[1] >= share * total) for share in WINDOW)
     seconds, handled = high[0] - low[0], high[1] - low[1]
+    if seconds <= 0:  # sampled once a second: a tiny input is handled between two samples
+        raise ValueError(f"{total:,} events were handled too fast to measure: use more --leads")
     cpu = {name: high[2][name] - low[2][name] for name in high[2]}
     by_role: dict[str, float] = {}
     for name, seconds_used in cpu.items():
@@ -208,7 +199,6 @@ def run_bench_scale_out(
     import json
     from datetime import UTC, datetime
 
-    from cli._bench_load import private_services
     from cli._bench_scoring import machine
     from cli.demo import free_port
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli._probes import http_ready, is_alive
-from cli._service_config import add_scrape_target, remove_scrape_target
+from cli._procs import add_scrape_target, remove_scrape_target, scrape_targets_dir
 from cli._spawn import HOST, pid_file, port_file, read_pid, stop_process
 from cli.exceptions import ServiceError, ServiceStartError
 from config.settings import Settings
@@ -46,10 +46,6 @@ class WorkerProcess:
 def workers_dir(settings: Settings) -> Path:
     """``<run_dir>/workers``."""
     return settings.services.run_dir.resolve() / "workers"
-
-
-def _targets(settings: Settings) -> Path:
-    return settings.services.run_dir.resolve() / "prometheus" / "targets"
 
 
 def layout(settings: Settings, count: int) -> list[tuple[str, str, int]]:
@@ -114,7 +110,7 @@ def start_workers(
         pid_file(directory, name).write_text(f"{process.pid}\n")
         port_file(directory, name).write_text(f"{port}\n")
         if name != OWNER:  # Prometheus's static target is the configured port already
-            add_scrape_target(_targets(settings), name, port, labels={"worker": name})
+            add_scrape_target(scrape_targets_dir(settings.services.run_dir), name, port, labels={"worker": name})
         out.append(WorkerProcess(name, roles, process.pid, port, started=True))
     for w in out:
         _wait_metrics(w, directory, timeout)
@@ -152,7 +148,7 @@ def stop_workers(settings: Settings, *, timeout: float = 30.0) -> dict[str, int 
                 pass  # reported by status; the pid file goes anyway
         pid_file(directory, name).unlink(missing_ok=True)
         port_file(directory, name).unlink(missing_ok=True)
-        remove_scrape_target(_targets(settings), name)
+        remove_scrape_target(scrape_targets_dir(settings.services.run_dir), name)
         stopped[name] = pid
     return stopped
 

@@ -21,10 +21,6 @@ from cli.bench import _save, bench_app, console
 from config.settings import Settings
 
 
-def register() -> None:
-    """Nothing to do: importing this module registered its commands on ``bench_app``."""
-
-
 @bench_app.command("learning")
 def learning(
     ctx: typer.Context,

@@ -13,11 +13,11 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+import cli.bench_models  # noqa: F401 -- registers the model benchmarks on bench_app
 from cli._errors import EXIT_CONFIG, fail
 from cli._logging import configure_logging
 from cli.backfill import backfill
 from cli.bench import bench_app
-from cli.bench_models import register as _register_model_benchmarks
 from cli.demo import demo
 from cli.evaluate import evaluate
 from cli.forget import forget
@@ -43,7 +43,6 @@ app.command("worker")(worker)
 app.command("generate")(generate)
 app.command("evaluate")(evaluate)
 app.command("serve")(serve)
-_register_model_benchmarks()  # their commands join `leadstream bench`
 app.add_typer(bench_app, name="bench")
 app.command("report")(report)
 app.command("scheduler")(scheduler)

@@ -77,7 +77,9 @@ def up(
         handles = _procs.ensure_services(
             settings, only=_split(only), timeout=timeout, webhook_port=webhook_port
         )
-        started = _workers.start_workers(settings, workers) if workers else []
+        # The workers read the same settings: the environment, and `--config` if given.
+        config = ctx.find_root().params.get("config")
+        started = _workers.start_workers(settings, workers, config=config) if workers else []
     except (ServiceError, ValueError) as exc:
         _fail(exc)
     table = _table("result")
